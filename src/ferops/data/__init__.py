@@ -1,0 +1,1 @@
+"""Face data sources and the on-disk contract between pipeline stages."""

@@ -1,0 +1,39 @@
+"""Where each stage reads and writes, relative to the project root (the folder with dvc.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path = Path()
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def interim(self) -> Path:
+        return self.root / "data" / "interim"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def ingest_report(self) -> Path:
+        return self.reports / "ingest.json"
+
+    @property
+    def preprocess_report(self) -> Path:
+        return self.reports / "preprocess.json"
+
+    @property
+    def validation(self) -> Path:
+        return self.reports / "validation"
