@@ -108,10 +108,30 @@ def build_suite(config: ValidateConfig) -> gx.ExpectationSuite:
 
 @dataclass
 class ValidationOutcome:
+    """Whether the data passed, and one line per failed expectation."""
+
     success: bool
     failed_critical: list[str]
     failed_warning: list[str]
     statistics: dict[str, Any]
+
+
+@dataclass
+class ValidationRun:
+    outcome: ValidationOutcome
+    result: Any  # GX CheckpointResult
+    suite: gx.ExpectationSuite
+    site_dir: Path
+
+
+def run_suite(table: pd.DataFrame, config: ValidateConfig, *, gx_root: Path) -> ValidationRun:
+    """Validate a face-statistics table with the suite in the GX file context under `gx_root`."""
+    context = _context(gx_root)
+    site_dir = gx_root / "gx" / _SITE_DIR
+    shutil.rmtree(site_dir, ignore_errors=True)  # one run per site: no stale pages
+    suite = build_suite(config)
+    result = _checkpoint(context, suite).run(batch_parameters={"dataframe": table})
+    return ValidationRun(_outcome(result), result, suite, site_dir)
 
 
 def validate(
@@ -124,37 +144,14 @@ def validate(
 ) -> ValidationOutcome:
     """Run the suite on data/processed; raise ValidationFailed naming each failed critical
     expectation. Results and Data Docs land in `report_dir` only when the data passes."""
-    table = face_statistics(load_faceset(in_dir))
-    context = _context(gx_root)
-    site_dir = gx_root / "gx" / _SITE_DIR
-    shutil.rmtree(site_dir, ignore_errors=True)  # one run per site: no stale pages
-    suite = build_suite(config)
-    checkpoint = _checkpoint(context, suite)
-    result = checkpoint.run(batch_parameters={"dataframe": table})
-    outcome = _outcome(result)
-
-    staged = Path(tempfile.mkdtemp(prefix=".validation.", dir=report_dir.parent))
-    try:
-        write_json(
-            staged / "result.json",
-            {
-                "success": outcome.success,
-                "failed_critical": outcome.failed_critical,
-                "failed_warning": outcome.failed_warning,
-                "statistics": outcome.statistics,
-                "results": [r.to_json_dict() for r in _expectation_results(result)],
-            },
-        )
-        shutil.copytree(site_dir, staged / "data_docs")
-        write_json(staged / "suite.json", suite.to_json_dict())
-        target = (
-            report_dir
-            if outcome.success
-            else (failed_dir or report_dir.with_name(f"{report_dir.name}-failed"))
-        )
-        replace_dir(staged, target)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+    run = run_suite(face_statistics(load_faceset(in_dir)), config, gx_root=gx_root)
+    outcome = run.outcome
+    target = (
+        report_dir
+        if outcome.success
+        else (failed_dir or report_dir.with_name(f"{report_dir.name}-failed"))
+    )
+    _publish(run, target)
     if not outcome.success:
         raise ValidationFailed(
             f"{len(outcome.failed_critical)} critical expectation(s) failed on {in_dir}:\n  - "
@@ -165,6 +162,29 @@ def validate(
         log.warning("validation warning: %s", line)
     log.info("validation passed: %d expectations", outcome.statistics["evaluated_expectations"])
     return outcome
+
+
+def _publish(run: ValidationRun, target: Path) -> None:
+    """Write result JSON, the suite and Data Docs to a staging folder, then swap it in."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        outcome = run.outcome
+        write_json(
+            staged / "result.json",
+            {
+                "success": outcome.success,
+                "failed_critical": outcome.failed_critical,
+                "failed_warning": outcome.failed_warning,
+                "statistics": outcome.statistics,
+                "results": [r.to_json_dict() for r in _expectation_results(run.result)],
+            },
+        )
+        write_json(staged / "suite.json", run.suite.to_json_dict())
+        shutil.copytree(run.site_dir, staged / "data_docs")
+        replace_dir(staged, target)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def _context(gx_root: Path) -> Any:
@@ -236,7 +256,11 @@ def describe_failure(item: Any) -> str:
         for k, v in config.kwargs.items()
         if k not in ("batch_id", "result_format") and v is not None
     }
+    condition = kwargs.pop("row_condition", None)
     text = f"{config.type}({', '.join(f'{k}={_short(v)}' for k, v in kwargs.items())})"
+    if isinstance(condition, dict) and condition.get("type") == "comparison":
+        text += f" where {condition['column']['name']} {condition['operator']} "
+        text += repr(condition["parameter"])
     res = item.result or {}
     if item.exception_info and item.exception_info.get("raised_exception"):
         return f"{text}: raised {item.exception_info.get('exception_message')}"
@@ -249,12 +273,10 @@ def describe_failure(item: Any) -> str:
         text += f": {res['unexpected_count']} row(s) failed"
         if examples:
             text += f", e.g. {', '.join(map(str, examples))}"
-    elif "details" in res or "observed_value" in res:
-        observed = res.get("observed_value")
-        missing = None
-        if isinstance(observed, list) and "value_set" in config.kwargs:
-            missing = sorted(set(config.kwargs["value_set"]) - set(observed))
-        text += f": missing {_short(missing)}" if missing else f": observed {_short(observed)}"
+    elif res.get("partial_missing_list"):
+        text += f": missing {_short(res['partial_missing_list'])}"
+    elif res.get("observed_value") is not None:
+        text += f": observed {_short(res['observed_value'])}"
     return text
 
 

@@ -68,20 +68,20 @@ def _splits(column: pd.Series, lines: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _pixels(column: pd.Series, lines: np.ndarray, path: Path) -> np.ndarray:
-    counts = column.str.split().str.len().fillna(0).astype(int).to_numpy()
-    bad = np.flatnonzero(counts != _PIXELS)
-    if len(bad):
-        i = int(bad[0])
-        raise DataError(
-            f"{path}: line {lines[i]}, field pixels: {counts[i]} values, expected {_PIXELS} "
-            f"(48x48) ({len(bad)} such row(s))"
-        )
     faces = np.empty((len(column), _PIXELS), dtype=np.uint8)
     for i, text in enumerate(column):
         try:
-            values = np.array(text.split(), dtype=np.int32)
-        except ValueError as exc:
-            raise DataError(f"{path}: line {lines[i]}, field pixels: {exc}") from exc
+            values = np.fromstring(text, dtype=np.int64, sep=" ")  # C parser: 10x faster
+        except ValueError:
+            values = None
+        if values is None or len(values) != _PIXELS:
+            found = (
+                "values that are not whole numbers" if values is None else (f"{len(values)} values")
+            )
+            raise DataError(
+                f"{path}: line {lines[i]}, field pixels: {found}, expected {_PIXELS} whole "
+                f"numbers 0..255 (48x48)"
+            )
         if values.min() < 0 or values.max() > 255:
             raise DataError(
                 f"{path}: line {lines[i]}, field pixels: values must lie in 0..255, found "

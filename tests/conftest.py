@@ -1,0 +1,51 @@
+"""Shared fixtures: the real params.yaml, shrunk; tiny face sets made in memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferops.config import Params, load_params
+from ferops.data.faceset import FaceSet, Split
+from ferops.data.ingest import synthetic_faceset
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Keep third-party tooling quiet and offline in every test.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def params() -> Params:
+    """The project's real params.yaml with the synthetic data set shrunk to a sliver."""
+    real = load_params(REPO / "params.yaml")
+    tiny = dataclasses.replace(
+        real.data.synthetic, train_per_class=12, val_per_class=4, test_per_class=4
+    )
+    return dataclasses.replace(
+        real,
+        data=dataclasses.replace(real.data, synthetic=tiny),
+        validate=dataclasses.replace(
+            real.validate, min_split_size={"train": 10, "val": 5, "test": 5}
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_faceset(params: Params) -> FaceSet:
+    """A small, valid synthetic face set (84 / 28 / 28 faces)."""
+    return synthetic_faceset(params.data, seed=params.seed)
+
+
+def copy_faceset(faceset: FaceSet) -> FaceSet:
+    """A deep copy a test may change freely."""
+    return {k: Split(v.x.copy(), v.y.copy(), list(v.sources)) for k, v in faceset.items()}
+
+
+def noise_faces(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 48, 48), dtype=np.uint8)

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+
+from ferops.config import load_params, parse_params
+from ferops.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_the_real_params_file_loads():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.source == "synthetic"
+    assert set(params.validate.min_split_size) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"data": {"source": "kaggle"}}, "data.source"),
+        ({"data": {"synthetic": {"train_per_class": -3}}}, "data.synthetic.train_per_class"),
+        ({"data": {"val_fraction": 0.9}}, "data.val_fraction"),
+        ({"preprocess": {"contrast": "sharpen"}}, "preprocess.contrast"),
+        ({"validate": {"min_split_size": {"train": "many"}}}, "validate.min_split_size.train"),
+        ({"seed": "abc"}, "seed"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_key(raw, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_params(raw)
+
+
+def test_missing_params_file_is_named(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "params.yaml")

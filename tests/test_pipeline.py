@@ -1,0 +1,104 @@
+"""End to end: `dvc repro` of ingest → preprocess → validate in a temporary copy of the repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ferops.cli import app
+from tests.conftest import REPO
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def set_params(project: Path, **changes: object) -> None:
+    """Apply dotted-key changes to the copy's params.yaml."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A fresh copy of the repository's files (what a clone would hold) with tiny params."""
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout
+    dest = tmp_path / "repo"
+    for name in files.splitlines():
+        source = REPO / name
+        if source.is_file() and not name.startswith(("data/interim", "data/processed")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "init", "-q"], dest)
+    set_params(
+        dest,
+        **{
+            "data.synthetic.train_per_class": 20,
+            "data.synthetic.val_per_class": 6,
+            "data.synthetic.test_per_class": 6,
+            "validate.min_split_size": {"train": 50, "val": 20, "test": 20},
+        },
+    )
+    return dest
+
+
+@pytest.mark.slow
+def test_dvc_repro_runs_the_stages_then_skips_them_and_a_failure_keeps_good_outputs(project):
+    run(["dvc", "repro"], project)
+    docs = project / "reports" / "validation" / "data_docs" / "index.html"
+    assert docs.is_file()
+    assert json.loads((project / "reports" / "validation" / "result.json").read_text())["success"]
+    assert (project / "data" / "processed" / "test.npz").is_file()
+    dag = run(["dvc", "dag"], project).stdout
+    assert all(stage in dag for stage in ("ingest", "preprocess", "validate"))
+
+    started = time.perf_counter()
+    again = run(["dvc", "repro"], project)
+    assert "Data and pipelines are up to date" in again.stdout
+    assert time.perf_counter() - started < 5
+
+    # Bad data: a split below its minimum. The validate stage fails and names the expectation;
+    # the last good data and report stay in place.
+    good_report = (project / "reports" / "validation" / "result.json").read_bytes()
+    good_data = (project / "data" / "processed" / "train.npz").read_bytes()
+    set_params(project, **{"validate.min_split_size": {"train": 50, "val": 20, "test": 500}})
+    failed = run(["dvc", "repro"], project, check=False)
+    assert failed.returncode != 0
+    assert "split_size" in failed.stdout + failed.stderr
+    assert (project / "reports" / "validation" / "result.json").read_bytes() == good_report
+    assert (project / "data" / "processed" / "train.npz").read_bytes() == good_data
+
+
+def test_every_command_has_help():
+    runner = CliRunner()
+    assert runner.invoke(app, ["--help"]).exit_code == 0
+    for command in ("ingest", "preprocess", "validate"):
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output, command
+
+
+def test_a_bad_params_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "params.yaml").write_text("data:\n  source: kaggle\n")
+    result = CliRunner().invoke(app, ["ingest", "--root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "data.source must be one of" in result.output
