@@ -16,10 +16,22 @@ from typer.testing import CliRunner
 
 from ferops.cli import app
 from tests.conftest import REPO
+from tests.test_image_folder import make_folder
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "ferops test",
+    "GIT_AUTHOR_EMAIL": "test@ferops.invalid",
+    "GIT_COMMITTER_NAME": "ferops test",
+    "GIT_COMMITTER_EMAIL": "test@ferops.invalid",
+}
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        **GIT_IDENTITY,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
@@ -87,6 +99,33 @@ def test_dvc_repro_runs_the_stages_then_skips_them_and_a_failure_keeps_good_outp
     assert "split_size" in failed.stdout + failed.stderr
     assert (project / "reports" / "validation" / "result.json").read_bytes() == good_report
     assert (project / "data" / "processed" / "train.npz").read_bytes() == good_data
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_switches_to_a_dvc_added_image_folder(project):
+    """The README's FER2013 recipe, on a tiny folder: dvc add, commit, dvc exp run -S."""
+    make_folder(project / "data" / "raw" / "faces", per_class=3)
+    run(["dvc", "add", "data/raw/faces"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "tiny faces"], project)
+    run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "data.source=image-folder",
+            "-S",
+            "data.path=data/raw/faces",
+            "-S",
+            "validate.min_split_size={train: 5, val: 5, test: 5}",
+        ],
+        project,
+    )
+    ingested = json.loads((project / "reports" / "ingest.json").read_text())
+    assert ingested["source"] == "image-folder"
+    assert ingested["counts"]["test"]["total"] == 21
+    assert (project / "data" / "raw" / "faces" / "train").is_dir()  # the data is still there
 
 
 def test_every_command_has_help():
