@@ -32,3 +32,21 @@ def test_a_bad_value_is_refused_naming_its_key(raw, key):
 def test_missing_params_file_is_named(tmp_path: Path):
     with pytest.raises(ConfigError, match="not found"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"model": {"variant": "resnet50"}}, "model.variant"),
+        ({"model": {"attention": "se"}}, "model.attention"),
+        ({"train": {"epochs": -1}}, "train.epochs"),
+        ({"train": {"class_weight": "yes"}}, "train.class_weight"),
+        ({"tune": {"space": {"attention": []}}}, "tune.space.attention"),
+        ({"tune": {"space": {"width": []}}}, "tune.space.width"),
+        ({"tune": {"space": {"learning_rate": [0.01, 0.001]}}}, "tune.space.learning_rate"),
+        ({"tune": {"n_trials": 0}}, "tune.n_trials"),
+    ],
+)
+def test_bad_model_training_or_search_config_is_refused_before_training(raw, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_params(raw)

@@ -1,4 +1,4 @@
-"""End to end: `dvc repro` of ingest → preprocess → validate in a temporary copy of the repo."""
+"""End to end: `dvc repro` of the whole pipeline in a temporary copy of the repo."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ def set_params(project: Path, **changes: object) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+TINY = {
+    "data.synthetic.train_per_class": 20,
+    "data.synthetic.val_per_class": 6,
+    "data.synthetic.test_per_class": 6,
+    "validate.min_split_size": {"train": 50, "val": 20, "test": 20},
+    "model.width": 4,
+    "train.epochs": 2,
+    "tune.n_trials": 2,
+    "tune.epochs": 2,
+    "tune.space.width": [4],
+    "tune.space.depth": [1, 2],
+}
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A fresh copy of the repository's files (what a clone would hold) with tiny params."""
@@ -62,15 +76,7 @@ def project(tmp_path: Path) -> Path:
             shutil.copy2(source, dest / name)
     (dest / "dvc.lock").unlink(missing_ok=True)
     run(["git", "init", "-q"], dest)
-    set_params(
-        dest,
-        **{
-            "data.synthetic.train_per_class": 20,
-            "data.synthetic.val_per_class": 6,
-            "data.synthetic.test_per_class": 6,
-            "validate.min_split_size": {"train": 50, "val": 20, "test": 20},
-        },
-    )
+    set_params(dest, **TINY)
     return dest
 
 
@@ -82,7 +88,11 @@ def test_dvc_repro_runs_the_stages_then_skips_them_and_a_failure_keeps_good_outp
     assert json.loads((project / "reports" / "validation" / "result.json").read_text())["success"]
     assert (project / "data" / "processed" / "test.npz").is_file()
     dag = run(["dvc", "dag"], project).stdout
-    assert all(stage in dag for stage in ("ingest", "preprocess", "validate"))
+    stages = ("ingest", "preprocess", "validate", "tune", "train")
+    assert all(stage in dag for stage in stages)
+    assert (project / "models" / "model.keras").is_file()
+    assert json.loads((project / "reports" / "tuning" / "summary.json").read_text())["complete"]
+    assert (project / "reports" / "training" / "history.csv").is_file()
 
     started = time.perf_counter()
     again = run(["dvc", "repro"], project)
@@ -131,7 +141,7 @@ def test_dvc_exp_run_switches_to_a_dvc_added_image_folder(project):
 def test_every_command_has_help():
     runner = CliRunner()
     assert runner.invoke(app, ["--help"]).exit_code == 0
-    for command in ("ingest", "preprocess", "validate"):
+    for command in ("ingest", "preprocess", "validate", "tune", "train"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, command
 

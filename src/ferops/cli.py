@@ -83,6 +83,38 @@ def validate(root: RootOption = Path()) -> None:
     )
 
 
+@app.command()
+def train(root: RootOption = Path()) -> None:
+    """Train the tuned (or configured) model on data/processed; log the run to MLflow."""
+    from ferops.train import train as run_train
+
+    layout = Layout(root)
+    params = _params(layout)
+    _guard(
+        lambda: run_train(
+            params,
+            processed=layout.processed,
+            tuned_params=layout.best_params,
+            model_path=layout.model,
+            report_dir=layout.training,
+            root=layout.root,
+        )
+    )
+
+
+@app.command()
+def tune(
+    root: RootOption = Path(),
+    trials: Annotated[int | None, typer.Option(help="Total trials; default tune.n_trials.")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name to create or resume.")] = None,
+) -> None:
+    """Search model variants and optimiser settings with Optuna, as a Prefect flow."""
+    from ferops.tuning import tune_flow
+
+    _guard(lambda: tune_flow(root=str(root), n_trials=trials, storage=storage, study_name=study))
+
+
 def _params(layout: Layout):
     return _guard(lambda: load_params(layout.params))
 

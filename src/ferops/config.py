@@ -12,6 +12,7 @@ from typing import Any, Literal, get_args
 import yaml
 
 from ferops.errors import ConfigError
+from ferops.models.spec import ATTENTION_KINDS, MODEL_VARIANTS, ModelSpec
 
 DataSource = Literal["synthetic", "fer2013-csv", "image-folder"]
 Contrast = Literal["none", "equalize", "clahe"]
@@ -54,11 +55,49 @@ class ValidateConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 15
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    class_weight: bool = False  # weight classes by inverse frequency (FER2013's disgust)
+    patience: int = 5  # early stopping on val accuracy
+    use_tuned: bool = True  # take model/optimiser values from reports/tuning/best_params.json
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Choices (lists) and ranges ([low, high]) Optuna samples from."""
+
+    attention: tuple[str, ...] = ("none", "spatial", "cbam")
+    width: tuple[int, ...] = (16, 24)
+    depth: tuple[int, ...] = (2, 3)
+    dropout: tuple[float, float] = (0.1, 0.5)
+    learning_rate: tuple[float, float] = (1e-3, 6e-3)
+    label_smoothing: tuple[float, float] = (0.0, 0.1)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    n_trials: int = 5
+    epochs: int = 6
+    storage: str = "sqlite:///optuna.db"
+    study_name: str | None = None  # default: derived from data source and search settings
+    pruner_startup_trials: int = 2
+    pruner_warmup_epochs: int = 2
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
@@ -106,6 +145,62 @@ def parse_params(raw: dict[str, Any], *, origin: str = "params") -> Params:
         data=data,
         preprocess=preprocess,
         validate=validate,
+        model=_model(reader),
+        train=_train(reader),
+        tune=_tune(reader),
+    )
+
+
+def _model(reader: _Reader) -> ModelSpec:
+    return ModelSpec(
+        variant=reader.choice("model.variant", "attention_cnn", MODEL_VARIANTS),
+        attention=reader.choice("model.attention", "spatial", ATTENTION_KINDS),
+        width=reader.integer("model.width", 16, minimum=4),
+        depth=reader.integer("model.depth", 3, minimum=1),
+        dropout=reader.number("model.dropout", 0.3, minimum=0.0, maximum=0.9),
+        augment=reader.number("model.augment", 0.3, minimum=0.0, maximum=3.0),
+    )
+
+
+def _train(reader: _Reader) -> TrainConfig:
+    return TrainConfig(
+        epochs=reader.integer("train.epochs", 15, minimum=1),
+        batch_size=reader.integer("train.batch_size", 64, minimum=1),
+        learning_rate=reader.number("train.learning_rate", 3e-3, minimum=1e-7, maximum=1.0),
+        weight_decay=reader.number("train.weight_decay", 1e-4, minimum=0.0, maximum=1.0),
+        label_smoothing=reader.number("train.label_smoothing", 0.05, minimum=0.0, maximum=0.5),
+        class_weight=reader.boolean("train.class_weight", False),
+        patience=reader.integer("train.patience", 5, minimum=1),
+        use_tuned=reader.boolean("train.use_tuned", True),
+    )
+
+
+def _tune(reader: _Reader) -> TuneConfig:
+    space = SearchSpace(
+        attention=reader.choices(
+            "tune.space.attention", ["none", "spatial", "cbam"], allowed=ATTENTION_KINDS
+        ),
+        width=tuple(reader.choices("tune.space.width", [16, 24], kind=int)),
+        depth=tuple(reader.choices("tune.space.depth", [2, 3], kind=int)),
+        dropout=reader.interval("tune.space.dropout", [0.1, 0.5], minimum=0.0, maximum=0.9),
+        learning_rate=reader.interval(
+            "tune.space.learning_rate", [1e-3, 6e-3], minimum=1e-7, maximum=1.0
+        ),
+        label_smoothing=reader.interval(
+            "tune.space.label_smoothing", [0.0, 0.1], minimum=0.0, maximum=0.5
+        ),
+    )
+    study_name = reader._get("tune.study_name", None)
+    if study_name is not None and (not isinstance(study_name, str) or not study_name):
+        raise reader._fail("tune.study_name", "a non-empty string or null", study_name)
+    return TuneConfig(
+        n_trials=reader.integer("tune.n_trials", 5, minimum=1),
+        epochs=reader.integer("tune.epochs", 6, minimum=1),
+        storage=reader.text("tune.storage", "sqlite:///optuna.db"),
+        study_name=study_name,
+        pruner_startup_trials=reader.integer("tune.pruner_startup_trials", 2, minimum=0),
+        pruner_warmup_epochs=reader.integer("tune.pruner_warmup_epochs", 2, minimum=0),
+        space=space,
     )
 
 
@@ -159,11 +254,47 @@ class _Reader:
         return value
 
     def choice(self, key: str, default: str, options: Any) -> Any:
-        allowed = get_args(options)
+        allowed = options if isinstance(options, tuple) else get_args(options)
         value = self._get(key, default)
         if value not in allowed:
             raise self._fail(key, f"one of {', '.join(allowed)}", value)
         return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self._fail(key, "true or false", value)
+        return value
+
+    def choices(
+        self, key: str, default: list[Any], *, allowed: tuple[Any, ...] = (), kind: type = str
+    ) -> tuple[Any, ...]:
+        """A non-empty list for a categorical search dimension."""
+        value = self._get(key, default)
+        if not isinstance(value, list) or not value:
+            raise self._fail(key, "a non-empty list (the search space may not be empty)", value)
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, kind):
+                raise self._fail(key, f"a list of {kind.__name__}", value)
+            if allowed and item not in allowed:
+                raise self._fail(key, f"a list drawn from {', '.join(allowed)}", value)
+            if kind is int and item < 1:
+                raise self._fail(key, "a list of positive integers", value)
+        return tuple(value)
+
+    def interval(
+        self, key: str, default: list[float], *, minimum: float, maximum: float
+    ) -> tuple[float, float]:
+        """A [low, high] range for a continuous search dimension."""
+        value = self._get(key, default)
+        ok = (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        )
+        if not ok or not (minimum <= value[0] <= value[1] <= maximum):
+            raise self._fail(key, f"[low, high] with {minimum} <= low <= high <= {maximum}", value)
+        return float(value[0]), float(value[1])
 
     def mapping(self, key: str, default: dict[str, Any]) -> dict[str, Any]:
         value = self._get(key, default)

@@ -37,3 +37,19 @@ class Layout:
     @property
     def validation(self) -> Path:
         return self.reports / "validation"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "models" / "model.keras"
+
+    @property
+    def training(self) -> Path:
+        return self.reports / "training"
+
+    @property
+    def tuning(self) -> Path:
+        return self.reports / "tuning"
+
+    @property
+    def best_params(self) -> Path:
+        return self.tuning / "best_params.json"

@@ -69,7 +69,7 @@ def balanced_labels(per_class: int, *, rng: np.random.Generator) -> np.ndarray:
 
 
 def _expression(label: int, rng: np.random.Generator, difficulty: float) -> Expression:
-    intensity = rng.uniform(1.0 - 0.45 * min(difficulty, 1.5), 1.0)
+    intensity = rng.uniform(1.0 - 0.35 * min(difficulty, 2.0), 1.0)
     params = _NEUTRAL + intensity * (_PROTOTYPES[label] - _NEUTRAL)
     params = params + rng.normal(0.0, 0.08 * difficulty, size=params.shape)
     return Expression(*params.tolist())
@@ -119,8 +119,8 @@ def _background(rng: np.random.Generator) -> np.ndarray:
 
 
 def _draw_eyes(canvas, cx, eye_y, eye_dx, e: Expression, ink: float, rng) -> None:
-    width = rng.uniform(5.0, 7.0)
-    height = max(0.6, 3.6 * e.eye_open)
+    width = rng.uniform(6.0, 8.0)
+    height = max(0.8, 4.2 * e.eye_open)
     white = min(255.0, ink + 150)
     gaze = rng.normal(0, 0.8)
     for side in (-1, 1):
@@ -134,7 +134,7 @@ def _draw_eyes(canvas, cx, eye_y, eye_dx, e: Expression, ink: float, rng) -> Non
 def _draw_brows(canvas, cx, eye_y, eye_dx, e: Expression, ink: float, rng) -> None:
     y = eye_y - 9.0 - 5.0 * e.brow_raise
     length = rng.uniform(7, 10)
-    thickness = int(rng.integers(2, 4))
+    thickness = int(rng.integers(3, 5))
     for side in (-1, 1):
         inner = (cx + side * (eye_dx - length * 0.5), y - 5.0 * e.brow_tilt)
         outer = (cx + side * (eye_dx + length * 0.7), y + 1.5 * e.brow_tilt)
@@ -165,7 +165,7 @@ def _draw_mouth(canvas, cx, mouth_y, half_w, e: Expression, skin, ink, rng) -> N
     )
     lips = skin - (skin - ink) * 0.6
     cv2.fillPoly(canvas, [_fixed(points)], float(ink), cv2.LINE_AA, _SHIFT)
-    cv2.polylines(canvas, [_fixed(points)], True, float(lips), 2, cv2.LINE_AA, _SHIFT)
+    cv2.polylines(canvas, [_fixed(points)], True, float(lips), 3, cv2.LINE_AA, _SHIFT)
 
 
 def _photograph(canvas: np.ndarray, rng: np.random.Generator, difficulty: float) -> np.ndarray:
@@ -191,7 +191,7 @@ def _photograph(canvas: np.ndarray, rng: np.random.Generator, difficulty: float)
     face = face + light[0] * xs + light[1] * ys
     contrast = rng.uniform(1 - 0.35 * difficulty, 1 + 0.2 * difficulty)
     face = (face - face.mean()) * contrast + face.mean() + rng.normal(0, 12 * difficulty)
-    face = face + rng.normal(0, rng.uniform(2, 7) * difficulty, size=face.shape)
+    face = face + rng.normal(0, rng.uniform(1, 5) * difficulty, size=face.shape)
     return np.clip(np.rint(face), 0, 255).astype(np.uint8)
 
 

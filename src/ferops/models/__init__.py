@@ -1,0 +1,1 @@
+"""Emotion classifiers, chosen by name from one registry (`ferops.models.registry`)."""

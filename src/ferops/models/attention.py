@@ -1,0 +1,115 @@
+"""Attention blocks for convolutional feature maps, keyed by name for hyper-parameter search.
+
+Each is a serialisable Keras layer (registered, with `get_config`), so a saved `.keras` model
+loads back whole.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="ferops")
+class SpatialAttention(layers.Layer):
+    """CBAM's spatial module (Woo et al., ECCV 2018, arXiv:1807.06521).
+
+    Pools the feature map over channels (mean and max), convolves the two maps with a
+    `kernel_size` filter and a sigmoid, and rescales every position by the result: the network
+    learns *where* to look (eyes, brows, mouth) at almost no cost.
+    """
+
+    def __init__(self, kernel_size: int = 7, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kernel_size = kernel_size
+        self.conv = layers.Conv2D(1, kernel_size, padding="same", activation="sigmoid")
+
+    def build(self, input_shape) -> None:
+        self.conv.build((*input_shape[:-1], 2))
+        super().build(input_shape)
+
+    def attention_map(self, inputs):
+        """The (N, H, W, 1) weights in [0, 1] this block multiplies its input by."""
+        pooled = ops.concatenate(
+            [ops.mean(inputs, axis=-1, keepdims=True), ops.max(inputs, axis=-1, keepdims=True)],
+            axis=-1,
+        )
+        return self.conv(pooled)
+
+    def call(self, inputs):
+        return inputs * self.attention_map(inputs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "kernel_size": self.kernel_size}
+
+
+@keras.saving.register_keras_serializable(package="ferops")
+class ChannelAttention(layers.Layer):
+    """CBAM's channel module (Woo et al., 2018): a shared MLP over average- and max-pooled
+    channel descriptors, summed and squashed by a sigmoid, reweights *which* features matter."""
+
+    def __init__(self, reduction: int = 8, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.reduction = reduction
+
+    def build(self, input_shape) -> None:
+        channels = int(input_shape[-1])
+        hidden = max(channels // self.reduction, 4)
+        self.squeeze = layers.Dense(hidden, activation="relu")
+        self.excite = layers.Dense(channels)
+        self.squeeze.build((None, channels))
+        self.excite.build((None, hidden))
+        super().build(input_shape)
+
+    def call(self, inputs):
+        avg = self.excite(self.squeeze(ops.mean(inputs, axis=(1, 2))))
+        peak = self.excite(self.squeeze(ops.max(inputs, axis=(1, 2))))
+        weights = ops.sigmoid(avg + peak)
+        return inputs * weights[:, None, None, :]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "reduction": self.reduction}
+
+
+@keras.saving.register_keras_serializable(package="ferops")
+class CBAM(layers.Layer):
+    """Convolutional Block Attention Module (Woo et al., 2018): channel, then spatial."""
+
+    def __init__(self, reduction: int = 8, kernel_size: int = 7, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.reduction = reduction
+        self.kernel_size = kernel_size
+        self.channel = ChannelAttention(reduction)
+        self.spatial = SpatialAttention(kernel_size)
+
+    def build(self, input_shape) -> None:
+        self.channel.build(input_shape)
+        self.spatial.build(input_shape)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return self.spatial(self.channel(inputs))
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "reduction": self.reduction,
+            "kernel_size": self.kernel_size,
+        }
+
+
+ATTENTION_BLOCKS: dict[str, type[layers.Layer] | None] = {
+    "none": None,
+    "spatial": SpatialAttention,
+    "cbam": CBAM,
+}
+
+
+def attention_block(kind: str, *, name: str) -> layers.Layer | None:
+    """Return a fresh attention layer of `kind` (None for "none")."""
+    if kind not in ATTENTION_BLOCKS:
+        raise ValueError(
+            f"unknown attention {kind!r}; expected one of {', '.join(ATTENTION_BLOCKS)}"
+        )
+    block = ATTENTION_BLOCKS[kind]
+    return block(name=name) if block else None

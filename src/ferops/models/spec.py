@@ -1,0 +1,22 @@
+"""What a model is, as plain data: the config layer and Optuna use it without importing Keras."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Names the registry (ferops.models.registry) and the attention blocks
+# (ferops.models.attention) implement; a test checks the two stay in step.
+MODEL_VARIANTS: tuple[str, ...] = ("paper_cnn", "attention_cnn")
+ATTENTION_KINDS: tuple[str, ...] = ("none", "spatial", "cbam")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build. Fields a variant does not use are ignored by it."""
+
+    variant: str = "attention_cnn"
+    attention: str = "spatial"
+    width: int = 16
+    depth: int = 3
+    dropout: float = 0.3
+    augment: float = 0.3  # strength of training-time augmentation; 0 turns it off

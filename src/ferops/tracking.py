@@ -1,0 +1,82 @@
+"""MLflow wiring: where runs go, how experiments are named, and per-epoch logging."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from ferops.config import DataConfig
+
+DEFAULT_DB = "mlflow.db"
+
+
+def tracking_uri(root: Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else the SQLite database at the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(root / DEFAULT_DB).resolve()}"
+
+
+def experiment_name(data: DataConfig) -> str:
+    """One experiment per data set, so runs on synthetic faces never mix with FER2013's."""
+    if data.source == "synthetic":
+        return "ferops-synthetic"
+    return f"ferops-{data.source}-{Path(data.path).stem}"
+
+
+def use_experiment(root: Path, data: DataConfig) -> str:
+    """Point MLflow at the project's store and experiment; return the experiment id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(root))
+    name = experiment_name(data)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        mlflow.set_experiment(name)
+        return experiment.experiment_id
+    # Artifacts beside the database, whatever folder the command runs from.
+    artifacts = (root / "mlartifacts").resolve().as_uri()
+    experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def dataset_digest(directory: Path) -> str:
+    """sha1 over the processed split files: the identity of the data a model saw."""
+    digest = hashlib.sha1()
+    for name in ("train.npz", "val.npz", "test.npz"):
+        digest.update(name.encode())
+        with (directory / name).open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} → {"a.b": 1}: MLflow params are flat."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class EpochMetricsToMlflow(keras.callbacks.Callback):
+    """Logs every epoch's loss, accuracy and learning rate to one MLflow run."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        from mlflow import MlflowClient
+
+        metrics = {k: float(v) for k, v in (logs or {}).items()}
+        client = MlflowClient()
+        for key, value in metrics.items():
+            client.log_metric(self.run_id, key, value, step=epoch)

@@ -1,0 +1,233 @@
+"""Training: fit a registry model on data/processed, keep the best epoch, track it in MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from ferops.artifacts import atomic_path, write_json
+from ferops.config import Params, TrainConfig
+from ferops.data.faceset import FaceSet, load_faceset
+from ferops.emotions import NUM_CLASSES
+from ferops.errors import ConfigError
+from ferops.models.registry import build_model
+from ferops.models.spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+# Keys of best_params.json that override model.* and train.* respectively.
+MODEL_KEYS = {f.name for f in dataclasses.fields(ModelSpec)}
+TRAIN_KEYS = {"learning_rate", "label_smoothing"}
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same weights, same batches, same augmentations: runs repeat exactly."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def apply_tuned(
+    spec: ModelSpec, train: TrainConfig, tuned: dict[str, Any]
+) -> tuple[ModelSpec, TrainConfig]:
+    """Overlay tuned values on the configured model and optimiser settings."""
+    unknown = set(tuned) - MODEL_KEYS - TRAIN_KEYS
+    if unknown:
+        raise ConfigError(f"best_params.json: unknown key(s) {', '.join(sorted(unknown))}")
+    spec = dataclasses.replace(spec, **{k: v for k, v in tuned.items() if k in MODEL_KEYS})
+    train = dataclasses.replace(train, **{k: v for k, v in tuned.items() if k in TRAIN_KEYS})
+    return spec, train
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights (sklearn's "balanced"): rare classes count as much as common."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(float)
+    present = counts > 0
+    weights = np.zeros(NUM_CLASSES)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def compile_model(model: keras.Model, config: TrainConfig, *, steps: int) -> None:
+    """AdamW with cosine decay over the whole run; cross-entropy with label smoothing."""
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def fit(
+    model: keras.Model,
+    faceset: FaceSet,
+    config: TrainConfig,
+    *,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int | str = 0,
+) -> pd.DataFrame:
+    """Compile and fit on train, validating on val each epoch; return the per-epoch history."""
+    train, val = faceset["train"], faceset["val"]
+    steps = int(np.ceil(len(train) / config.batch_size)) * epochs
+    compile_model(model, config, steps=steps)
+    history = model.fit(
+        train.x,
+        keras.utils.to_categorical(train.y, NUM_CLASSES),
+        validation_data=(val.x, keras.utils.to_categorical(val.y, NUM_CLASSES)),
+        epochs=epochs,
+        batch_size=config.batch_size,
+        class_weight=class_weights(train.y) if config.class_weight else None,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return frame
+
+
+@dataclass
+class TrainingResult:
+    model: keras.Model
+    history: pd.DataFrame
+    best_val_accuracy: float
+    run_id: str
+    seconds: float
+
+
+def train(
+    params: Params,
+    *,
+    processed: Path,
+    tuned_params: Path | None,
+    model_path: Path,
+    report_dir: Path,
+    root: Path,
+) -> TrainingResult:
+    """Train the configured (or tuned) model; write the best epoch's model and the history.
+
+    The model file is replaced only after training succeeded, so a crash keeps the last one.
+    """
+    import mlflow
+
+    from ferops.tracking import EpochMetricsToMlflow, dataset_digest, flatten, use_experiment
+
+    spec, config = params.model, params.train
+    tuned: dict[str, Any] = {}
+    if config.use_tuned and tuned_params is not None and tuned_params.is_file():
+        tuned = json.loads(tuned_params.read_text())["params"]
+        spec, config = apply_tuned(spec, config, tuned)
+    faceset = load_faceset(processed)
+    digest = dataset_digest(processed)
+    seed_everything(params.seed)
+    model = build_model(spec, seed=params.seed)
+
+    use_experiment(root, params.data)
+    run_name = f"train {model.name} lr={config.learning_rate:.2g}"
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags(
+            {
+                "ferops.stage": "train",
+                "ferops.data_sha1": digest,
+                "ferops.variant": spec.variant,
+                "ferops.tuned": str(bool(tuned)),
+            }
+        )
+        mlflow.log_params(
+            flatten(
+                {
+                    "model": dataclasses.asdict(spec),
+                    "train": dataclasses.asdict(config),
+                    "data": {"source": params.data.source},
+                    "seed": params.seed,
+                    "params": model.count_params(),
+                }
+            )
+        )
+        dataset = mlflow.data.from_numpy(
+            faceset["train"].x,
+            targets=faceset["train"].y,
+            name=f"{params.data.source}-train",
+            digest=digest[:32],
+        )
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_text(_summary(model), "model_summary.txt")
+
+        checkpoint = Path(tmp) / "best.keras"
+        callbacks = [
+            keras.callbacks.ModelCheckpoint(
+                checkpoint, monitor="val_accuracy", mode="max", save_best_only=True
+            ),
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=config.patience
+            ),
+            EpochMetricsToMlflow(run.info.run_id),
+        ]
+        started = time.perf_counter()
+        history = fit(
+            model,
+            faceset,
+            config,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        seconds = time.perf_counter() - started
+        best = keras.models.load_model(checkpoint)
+        best_epoch = int(history["val_accuracy"].idxmax()) + 1
+        metrics = {
+            "best_val_accuracy": float(history["val_accuracy"].max()),
+            "best_epoch": best_epoch,
+            "epochs_run": len(history),
+            "seconds": round(seconds, 1),
+            "train_images_per_second": round(len(faceset["train"]) * len(history) / seconds, 1),
+            "params": model.count_params(),
+        }
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+        with atomic_path(model_path) as staged:  # staged keeps the .keras suffix Keras needs
+            best.save(staged)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(report_dir / "history.csv") as staged:
+            history.to_csv(staged, index=False)
+        write_json(report_dir / "metrics.json", metrics)
+        write_json(
+            report_dir / "run.json",
+            {
+                "run_id": run.info.run_id,
+                "experiment_id": run.info.experiment_id,
+                "tracking_uri": mlflow.get_tracking_uri(),
+                "model": dataclasses.asdict(spec),
+                "train": dataclasses.asdict(config),
+                "tuned": tuned,
+                "data_sha1": digest,
+            },
+        )
+        mlflow.log_artifact(str(model_path), "model")
+        mlflow.log_artifact(str(report_dir / "history.csv"))
+    log.info(
+        "trained %s: best val accuracy %.4f at epoch %d (%.0f s)",
+        model.name,
+        metrics["best_val_accuracy"],
+        best_epoch,
+        seconds,
+    )
+    return TrainingResult(best, history, metrics["best_val_accuracy"], run.info.run_id, seconds)
+
+
+def _summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+import keras
+import numpy as np
+import pytest
+
+from ferops.models.attention import ATTENTION_BLOCKS, CBAM, ChannelAttention, SpatialAttention
+from ferops.models.registry import MODEL_BUILDERS, build_model
+from ferops.models.spec import ATTENTION_KINDS, MODEL_VARIANTS, ModelSpec
+
+FACES = np.random.default_rng(0).integers(0, 256, size=(2, 48, 48), dtype=np.uint8)
+
+
+def test_the_names_the_config_accepts_are_the_ones_the_registry_builds():
+    assert set(MODEL_BUILDERS) == set(MODEL_VARIANTS)
+    assert set(ATTENTION_BLOCKS) == set(ATTENTION_KINDS)
+
+
+@pytest.mark.parametrize("variant", MODEL_VARIANTS)
+@pytest.mark.parametrize("attention", ATTENTION_KINDS)
+def test_every_variant_builds_at_tiny_width_and_outputs_probabilities(variant, attention):
+    model = build_model(ModelSpec(variant=variant, attention=attention, width=4, depth=2))
+    probabilities = np.asarray(model(FACES, training=False))
+    assert probabilities.shape == (2, 7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_paper_cnn_is_the_reference_architecture():
+    model = build_model(ModelSpec(variant="paper_cnn", augment=0))
+    assert model.count_params() == 1_375_175
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert shapes["conv1"] == (44, 44, 64) and shapes["conv2"] == (40, 40, 64)
+    assert shapes["pool1"] == (20, 20, 64) and shapes["conv3"] == (18, 18, 128)
+    assert shapes["conv4"] == (16, 16, 128) and shapes["pool2"] == (8, 8, 128)
+    assert shapes["flatten"] == (8192,) and shapes["dense"] == (128,)
+    assert shapes["emotion"] == (7,)
+
+
+@pytest.mark.parametrize("layer_class", [SpatialAttention, ChannelAttention, CBAM])
+def test_each_attention_layer_survives_a_keras_save_and_load(layer_class, tmp_path):
+    inputs = keras.Input((8, 8, 16))
+    model = keras.Model(inputs, layer_class(name="block")(inputs))
+    features = np.random.default_rng(1).normal(size=(3, 8, 8, 16)).astype("float32")
+    model.save(tmp_path / "block.keras")
+    loaded = keras.models.load_model(tmp_path / "block.keras")
+    assert isinstance(loaded.get_layer("block"), layer_class)
+    np.testing.assert_allclose(loaded(features), model(features), rtol=1e-6, atol=1e-6)
+
+
+def test_a_saved_attention_cnn_loads_back_and_predicts_the_same(tmp_path):
+    model = build_model(ModelSpec(attention="cbam", width=4, depth=2))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        loaded.predict(FACES, verbose=0), model.predict(FACES, verbose=0), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_augmentation_acts_in_training_only():
+    model = build_model(ModelSpec(attention="none", width=4, depth=1, augment=1.0))
+    augment = model.get_layer("augment")
+    x = (FACES[..., None] / 255.0).astype("float32")
+    np.testing.assert_array_equal(augment(x, training=False), x)
+    assert not np.allclose(augment(x, training=True), x)
+    np.testing.assert_array_equal(model(FACES, training=False), model(FACES, training=False))
+
+
+def test_an_unknown_variant_or_attention_is_named():
+    with pytest.raises(ValueError, match="unknown model variant 'resnet'"):
+        build_model(ModelSpec(variant="resnet"))
+    with pytest.raises(ValueError, match="unknown attention 'se'"):
+        build_model(ModelSpec(attention="se"))

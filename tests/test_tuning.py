@@ -1,0 +1,134 @@
+"""The Optuna search as a Prefect flow: trials, pruning, nested MLflow runs, resumption."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import optuna
+import pytest
+import yaml
+
+from ferops.config import load_params
+from ferops.data.faceset import save_faceset
+from tests.conftest import REPO
+
+TINY_TUNE = {
+    "n_trials": 3,
+    "epochs": 2,
+    "pruner_startup_trials": 1,
+    "pruner_warmup_epochs": 0,
+    "space": {
+        "attention": ["none", "spatial"],
+        "width": [4],
+        "depth": [1, 2],
+        "dropout": [0.1, 0.3],
+        "learning_rate": [0.001, 0.01],
+        "label_smoothing": [0.0, 0.1],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def project(tmp_path, tiny_faceset, monkeypatch):
+    """A project root with tiny processed data and a shrunk copy of the real params.yaml."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["tune"] = {**raw["tune"], **TINY_TUNE, "storage": "sqlite:///optuna.db"}
+    raw["train"]["batch_size"] = 32
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    save_faceset(tiny_faceset, tmp_path / "data" / "processed")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_harness):
+    import mlflow
+
+    from ferops.tuning import default_study_name, tune_flow
+
+    summary = tune_flow(root=str(project))
+    name = default_study_name(load_params(project / "params.yaml"))
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{project / 'optuna.db'}")
+    assert len(study.trials) == 3
+    assert summary["complete"] + summary["pruned"] + summary["failed"] == 3
+    assert summary["complete"] >= 1
+
+    best = json.loads((project / "reports" / "tuning" / "best_params.json").read_text())
+    assert best["params"] == study.best_params and best["study"] == name
+    assert (project / "reports" / "tuning" / "optimization_history.png").stat().st_size > 0
+    assert (project / "reports" / "tuning" / "trials.csv").is_file()
+
+    parent = mlflow.search_runs(
+        filter_string=f"tags.`ferops.study` = '{name}'",
+        search_all_experiments=True,
+        output_format="list",
+    )
+    assert len(parent) == 1
+    children = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'",
+    )
+    assert len(children) == 3
+    assert all("learning_rate" in run.data.params for run in children)
+    assert all(run.data.tags.get("pruned") in {"true", "false"} for run in children)
+
+    # Running again with a larger budget resumes: one more trial, same study, same parent.
+    tune_flow(root=str(project), n_trials=4)
+    assert len(optuna.load_study(study_name=name, storage=study._storage).trials) == 4
+    again = mlflow.search_runs(
+        filter_string=f"tags.`ferops.study` = '{name}'",
+        search_all_experiments=True,
+        output_format="list",
+    )
+    assert [r.info.run_id for r in again] == [parent[0].info.run_id]
+
+
+@pytest.mark.slow
+def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
+    from ferops.tracking import use_experiment
+    from ferops.tuning import run_trial, suggest
+
+    params = load_params(project / "params.yaml")
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01)
+    )
+    trial = study.ask()
+    experiment_id = use_experiment(project, params.data)
+    parent = __import__("mlflow").MlflowClient().create_run(experiment_id).info.run_id
+    outcome = run_trial.fn(
+        trial, suggest(trial, params.tune.space), tiny_faceset, params, parent, experiment_id
+    )
+    assert outcome.pruned and outcome.epochs == 1
+
+
+@pytest.mark.slow
+def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(
+    project, prefect_harness, monkeypatch
+):
+    import ferops.models.registry as registry
+    from ferops.tuning import tune_flow
+
+    real_build = registry.build_model
+    calls = {"n": 0}
+
+    def build_or_run_out_of_memory(spec, seed=0):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second trial dies as if it ran out of memory
+            raise MemoryError("simulated out-of-memory in trial 2")
+        return real_build(spec, seed=seed)
+
+    monkeypatch.setattr(registry, "build_model", build_or_run_out_of_memory)
+    summary = tune_flow(root=str(project))
+    assert summary["failed"] == 1
+    assert summary["complete"] + summary["pruned"] == 2
+    shutil.rmtree(project / "reports", ignore_errors=True)
