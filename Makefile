@@ -32,12 +32,12 @@ test: install lint
 	pytest
 
 lint: install
-	ruff check src tests flows
-	ruff format --check src tests flows
+	ruff check src tests flows benchmarks
+	ruff format --check src tests flows benchmarks
 
 format: install
-	ruff check --fix src tests flows
-	ruff format src tests flows
+	ruff check --fix src tests flows benchmarks
+	ruff format src tests flows benchmarks
 
 ## Regenerate requirements.lock from pyproject.toml (pins every transitive dependency).
 lock: install

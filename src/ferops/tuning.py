@@ -211,7 +211,7 @@ def tune_flow(
                 " (pruned)" if outcome.pruned else "",
             )
         summary = write_tuning_reports(
-            study, layout.tuning, storage_url, seconds=time.perf_counter() - started
+            study, layout.tuning, storage or tune.storage, seconds=time.perf_counter() - started
         )
         mlflow.log_metrics(
             {
@@ -250,7 +250,7 @@ def _parent_run(study_name: str, storage_url: str, experiment_id: str) -> str:
 
 
 def write_tuning_reports(
-    study: optuna.Study, out_dir: Path, storage_url: str, *, seconds: float
+    study: optuna.Study, out_dir: Path, storage_label: str, *, seconds: float
 ) -> dict[str, Any]:
     """best_params.json, summary.json, trials.csv and Optuna's plots, each written atomically."""
     states = [t.state for t in study.trials]
@@ -260,7 +260,7 @@ def write_tuning_reports(
     best = study.best_trial
     summary = {
         "study": study.study_name,
-        "storage": storage_url.split("@")[-1],  # never a password
+        "storage": storage_label.split("@")[-1],  # never a password
         "complete": complete,
         "pruned": states.count(optuna.trial.TrialState.PRUNED),
         "failed": states.count(optuna.trial.TrialState.FAIL),
