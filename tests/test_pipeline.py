@@ -88,8 +88,9 @@ def test_dvc_repro_runs_the_stages_then_skips_them_and_a_failure_keeps_good_outp
     assert json.loads((project / "reports" / "validation" / "result.json").read_text())["success"]
     assert (project / "data" / "processed" / "test.npz").is_file()
     dag = run(["dvc", "dag"], project).stdout
-    stages = ("ingest", "preprocess", "validate", "tune", "train")
+    stages = ("ingest", "preprocess", "validate", "tune", "train", "evaluate")
     assert all(stage in dag for stage in stages)
+    assert "accuracy" in run(["dvc", "metrics", "show"], project).stdout
     assert (project / "models" / "model.keras").is_file()
     assert json.loads((project / "reports" / "tuning" / "summary.json").read_text())["complete"]
     assert (project / "reports" / "training" / "history.csv").is_file()
@@ -141,7 +142,7 @@ def test_dvc_exp_run_switches_to_a_dvc_added_image_folder(project):
 def test_every_command_has_help():
     runner = CliRunner()
     assert runner.invoke(app, ["--help"]).exit_code == 0
-    for command in ("ingest", "preprocess", "validate", "tune", "train"):
+    for command in ("ingest", "preprocess", "validate", "tune", "train", "evaluate"):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, command
 

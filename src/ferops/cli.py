@@ -103,6 +103,25 @@ def train(root: RootOption = Path()) -> None:
 
 
 @app.command()
+def evaluate(root: RootOption = Path()) -> None:
+    """Evaluate models/model.keras on the test split; write reports/ and log to MLflow."""
+    from ferops.evaluate import evaluate as run_evaluate
+
+    layout = Layout(root)
+    _params(layout)  # a broken params.yaml stops here, before any work
+    _guard(
+        lambda: run_evaluate(
+            processed=layout.processed,
+            model_path=layout.model,
+            run_file=layout.training / "run.json",
+            out_dir=layout.evaluation,
+            metrics_path=layout.metrics,
+            root=layout.root,
+        )
+    )
+
+
+@app.command()
 def tune(
     root: RootOption = Path(),
     trials: Annotated[int | None, typer.Option(help="Total trials; default tune.n_trials.")] = None,

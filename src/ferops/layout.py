@@ -53,3 +53,11 @@ class Layout:
     @property
     def best_params(self) -> Path:
         return self.tuning / "best_params.json"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.reports / "evaluation"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics.json"

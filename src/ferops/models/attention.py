@@ -113,3 +113,26 @@ def attention_block(kind: str, *, name: str) -> layers.Layer | None:
         )
     block = ATTENTION_BLOCKS[kind]
     return block(name=name) if block else None
+
+
+def spatial_attention_maps(model, faces):
+    """The first spatial-attention block's maps for `faces`, resized to 48x48 (N, 48, 48);
+    None when the model has no spatial attention."""
+    import keras
+    import numpy as np
+
+    for layer in model.layers:
+        spatial = (
+            layer
+            if isinstance(layer, SpatialAttention)
+            else (layer.spatial if isinstance(layer, CBAM) else None)
+        )
+        if spatial is None:
+            continue
+        features = keras.Model(model.inputs[0], layer.input)(faces, training=False)
+        if isinstance(layer, CBAM):
+            features = layer.channel(features)
+        maps = np.asarray(spatial.attention_map(features))
+        resized = keras.ops.image.resize(maps, (48, 48))
+        return np.asarray(resized)[..., 0]
+    return None

@@ -99,3 +99,8 @@ MODEL_BUILDERS: dict[str, Callable[[ModelSpec, int], keras.Model]] = {
     "paper_cnn": paper_cnn,
     "attention_cnn": attention_cnn,
 }
+
+
+def load_model(path) -> keras.Model:
+    """Load a saved `.keras` model; importing this module registers our custom layers first."""
+    return keras.models.load_model(path)

@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score
+
+from ferops.evaluate import classification_metrics, evaluate, reliability_table, write_evaluation
+from ferops.models.registry import build_model
+from ferops.models.spec import ModelSpec
+
+
+def confident(labels: np.ndarray, predicted: np.ndarray, confidence: float) -> np.ndarray:
+    """Probabilities that put `confidence` on `predicted` and share the rest."""
+    probabilities = np.full((len(labels), 7), (1 - confidence) / 6)
+    probabilities[np.arange(len(labels)), predicted] = confidence
+    return probabilities
+
+
+def test_metrics_match_scikit_learn_and_name_every_class():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 300)
+    predicted = np.where(rng.random(300) < 0.7, labels, rng.integers(0, 7, 300))
+    metrics = classification_metrics(labels, confident(labels, predicted, 0.7))
+    assert metrics["accuracy"] == pytest.approx(np.mean(labels == predicted))
+    assert metrics["macro_f1"] == pytest.approx(f1_score(labels, predicted, average="macro"))
+    assert set(metrics["per_class"]) == {
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
+    }
+    assert sum(m["support"] for m in metrics["per_class"].values()) == 300
+
+
+def test_calibration_error_is_low_when_confidence_matches_accuracy_and_high_when_not():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 7, 2000)
+    right = rng.random(2000) < 0.8  # 80 % correct ...
+    predicted = np.where(right, labels, (labels + 1) % 7)
+    honest = classification_metrics(labels, confident(labels, predicted, 0.8))
+    boastful = classification_metrics(labels, confident(labels, predicted, 0.99))
+    assert honest["expected_calibration_error"] < 0.03
+    assert boastful["expected_calibration_error"] > 0.15
+    table = reliability_table(labels, confident(labels, predicted, 0.8))
+    assert table["count"].sum() == 2000
+
+
+def test_write_evaluation_produces_every_report(tmp_path):
+    labels = np.repeat(np.arange(7), 5)
+    probabilities = confident(labels, labels, 0.9)
+    write_evaluation(labels, probabilities, [f"face{i}" for i in range(35)], tmp_path)
+    for name in (
+        "classification_report.txt",
+        "confusion_counts.csv",
+        "confusion_normalised.csv",
+        "predictions.csv",
+        "per_class.csv",
+        "reliability.csv",
+        "confusion_matrix.png",
+        "reliability.png",
+        "per_class.png",
+    ):
+        assert (tmp_path / name).stat().st_size > 0, name
+    counts = pd.read_csv(tmp_path / "confusion_counts.csv", index_col=0)
+    assert np.trace(counts.to_numpy()) == 35
+    assert list(pd.read_csv(tmp_path / "predictions.csv").columns) == [
+        "source",
+        "actual",
+        "predicted",
+        "confidence",
+    ]
+
+
+@pytest.mark.slow
+def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
+    tiny_faceset, tmp_path, monkeypatch
+):
+    import mlflow
+
+    from ferops.data.faceset import save_faceset
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = mlflow.MlflowClient().create_run(mlflow.set_experiment("eval-test").experiment_id)
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
+    save_faceset(tiny_faceset, tmp_path / "processed")
+    build_model(ModelSpec(attention="cbam", width=4, depth=2)).save(tmp_path / "model.keras")
+
+    metrics = evaluate(
+        processed=tmp_path / "processed",
+        model_path=tmp_path / "model.keras",
+        run_file=tmp_path / "run.json",
+        out_dir=tmp_path / "evaluation",
+        metrics_path=tmp_path / "metrics.json",
+        root=tmp_path,
+    )
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert on_disk["n_images"] == len(tiny_faceset["test"])
+    assert (tmp_path / "evaluation" / "attention.png").stat().st_size > 0
+    logged = mlflow.get_run(run.info.run_id)
+    assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    names = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "evaluation")]
+    assert "evaluation/confusion_matrix.png" in names
