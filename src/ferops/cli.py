@@ -122,6 +122,27 @@ def evaluate(root: RootOption = Path()) -> None:
 
 
 @app.command()
+def register(root: RootOption = Path()) -> None:
+    """Register the trained model; promote it to champion only if it beats the current one."""
+    from ferops.register import register as run_register
+
+    layout = Layout(root)
+    params = _params(layout)
+    _guard(
+        lambda: run_register(
+            params,
+            processed=layout.processed,
+            model_path=layout.model,
+            run_file=layout.training / "run.json",
+            evaluation_dir=layout.evaluation,
+            metrics_path=layout.metrics,
+            promotion_path=layout.reports / "promotion.json",
+            root=layout.root,
+        )
+    )
+
+
+@app.command()
 def tune(
     root: RootOption = Path(),
     trials: Annotated[int | None, typer.Option(help="Total trials; default tune.n_trials.")] = None,

@@ -90,6 +90,13 @@ class TuneConfig:
 
 
 @dataclass(frozen=True)
+class RegisterConfig:
+    model_name: str = "fer-attention-cnn"
+    min_gain: float = 0.0  # accuracy points a new version must add over the champion
+    alpha: float = 0.05  # McNemar significance level for promotion
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
@@ -98,6 +105,7 @@ class Params:
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:
@@ -148,6 +156,11 @@ def parse_params(raw: dict[str, Any], *, origin: str = "params") -> Params:
         model=_model(reader),
         train=_train(reader),
         tune=_tune(reader),
+        register=RegisterConfig(
+            model_name=reader.text("register.model_name", "fer-attention-cnn"),
+            min_gain=reader.number("register.min_gain", 0.0, minimum=0.0, maximum=1.0),
+            alpha=reader.number("register.alpha", 0.05, minimum=1e-6, maximum=1.0),
+        ),
     )
 
 
