@@ -11,7 +11,7 @@ export PREFECT_HOME ?= $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install repro test lint format lock clean
+.PHONY: install repro test lint format lock serve clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 ## Run the whole pipeline (dvc repro) on params.yaml; the default is synthetic data.
 repro: install
 	dvc repro
+
+## Serve the registry's champion on http://127.0.0.1:$(PORT) (POST /invocations).
+PORT ?= 5001
+MODEL ?= models:/fer-attention-cnn@champion
+serve: install
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)} \
+	  mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 
 ## Lint, format check, then the test suite (slow tests included).
 test: install lint

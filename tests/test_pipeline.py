@@ -88,9 +88,11 @@ def test_dvc_repro_runs_the_stages_then_skips_them_and_a_failure_keeps_good_outp
     assert json.loads((project / "reports" / "validation" / "result.json").read_text())["success"]
     assert (project / "data" / "processed" / "test.npz").is_file()
     dag = run(["dvc", "dag"], project).stdout
-    stages = ("ingest", "preprocess", "validate", "tune", "train", "evaluate")
+    stages = ("ingest", "preprocess", "validate", "tune", "train", "evaluate", "register")
     assert all(stage in dag for stage in stages)
     assert "accuracy" in run(["dvc", "metrics", "show"], project).stdout
+    promotion = json.loads((project / "reports" / "promotion.json").read_text())
+    assert promotion["alias"] == "champion" and promotion["version"] == 1
     assert (project / "models" / "model.keras").is_file()
     assert json.loads((project / "reports" / "tuning" / "summary.json").read_text())["complete"]
     assert (project / "reports" / "training" / "history.csv").is_file()
@@ -142,7 +144,16 @@ def test_dvc_exp_run_switches_to_a_dvc_added_image_folder(project):
 def test_every_command_has_help():
     runner = CliRunner()
     assert runner.invoke(app, ["--help"]).exit_code == 0
-    for command in ("ingest", "preprocess", "validate", "tune", "train", "evaluate"):
+    for command in (
+        "ingest",
+        "preprocess",
+        "validate",
+        "tune",
+        "train",
+        "evaluate",
+        "register",
+        "predict",
+    ):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, command
 

@@ -143,6 +143,45 @@ def register(root: RootOption = Path()) -> None:
 
 
 @app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="Image files (any size or colour).")],
+    model: Annotated[str | None, typer.Option(help="Model URI; default the champion.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    root: RootOption = Path(),
+) -> None:
+    """Classify face images with the served pyfunc (the registry's champion by default)."""
+    import base64
+    import json
+
+    import mlflow
+    import pandas as pd
+
+    from ferops.tracking import tracking_uri
+
+    layout = Layout(root)
+    params = _params(layout)
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        typer.secho(f"error: not found: {', '.join(missing)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1)
+    mlflow.set_tracking_uri(tracking_uri(layout.root))
+    uri = model or f"models:/{params.register.model_name}@champion"
+    classifier = mlflow.pyfunc.load_model(uri)
+    request = pd.DataFrame({"image": [base64.b64encode(p.read_bytes()).decode() for p in images]})
+    try:
+        table = classifier.predict(request)
+    except mlflow.exceptions.MlflowException as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(code=1) from None
+    table.insert(0, "image", [str(p) for p in images])
+    if json_output:
+        for record in table.to_dict(orient="records"):
+            typer.echo(json.dumps(record))
+    else:
+        typer.echo(table.round(3).to_string(index=False))
+
+
+@app.command()
 def tune(
     root: RootOption = Path(),
     trials: Annotated[int | None, typer.Option(help="Total trials; default tune.n_trials.")] = None,
