@@ -102,6 +102,30 @@ def test_dvc_repro_runs_the_stages_then_skips_them_and_a_failure_keeps_good_outp
     assert "Data and pipelines are up to date" in again.stdout
     assert time.perf_counter() - started < 5
 
+    # A deliberately weaker experiment (one epoch, untuned, no augmentation) is registered but
+    # refused by the gate: the champion stays version 1.
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "first model"], project)
+    run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-S",
+            "train.epochs=1",
+            "-S",
+            "train.use_tuned=false",
+            "-S",
+            "model.augment=0",
+        ],
+        project,
+    )
+    weaker = json.loads((project / "reports" / "promotion.json").read_text())
+    assert weaker["version"] == 2 and weaker["alias"] == "challenger", weaker
+    assert weaker["previous_champion"] == 1
+    run(["git", "checkout", "-q", "--", "params.yaml", "dvc.lock"], project)
+    run(["dvc", "checkout", "-q"], project, check=False)
+
     # Bad data: a split below its minimum. The validate stage fails and names the expectation;
     # the last good data and report stay in place.
     good_report = (project / "reports" / "validation" / "result.json").read_bytes()

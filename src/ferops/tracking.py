@@ -74,9 +74,11 @@ class EpochMetricsToMlflow(keras.callbacks.Callback):
         self.run_id = run_id
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        from mlflow import MlflowClient
+        import time
 
-        metrics = {k: float(v) for k, v in (logs or {}).items()}
-        client = MlflowClient()
-        for key, value in metrics.items():
-            client.log_metric(self.run_id, key, value, step=epoch)
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, epoch) for key, value in (logs or {}).items()]
+        MlflowClient().log_batch(self.run_id, metrics=metrics)
