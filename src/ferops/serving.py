@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import warnings
 from typing import Any
 
 import mlflow.pyfunc
@@ -34,9 +33,7 @@ def bad_request(message: str) -> MlflowException:
 
 def decode_image(text: Any, *, row: int) -> np.ndarray:
     """Base64 image → uint8 48x48 grayscale face (centre crop, resize)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from ferops.data.image_folder import fit_face
+    from ferops.data.image_folder import UnreadableImage, decode_grey, fit_face
 
     if not isinstance(text, str | bytes) or not text:
         raise bad_request(f"row {row}: field image must be a non-empty base64 string")
@@ -47,26 +44,8 @@ def decode_image(text: Any, *, row: int) -> np.ndarray:
     except (binascii.Error, ValueError) as exc:
         raise bad_request(f"row {row}: field image is not valid base64 ({exc})") from None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(raw)) as image:
-                width, height = image.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise bad_request(
-                        f"row {row}: image of {width}x{height} pixels exceeds "
-                        f"{MAX_IMAGE_PIXELS} (decompression bomb?)"
-                    )
-                grey = np.asarray(image.convert("L"), dtype=np.uint8)
-    except MlflowException:
-        raise
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+        grey = decode_grey(io.BytesIO(raw), max_pixels=MAX_IMAGE_PIXELS)
+    except UnreadableImage as exc:
         raise bad_request(f"row {row}: field image is not a readable image ({exc})") from None
     return fit_face(grey)
 

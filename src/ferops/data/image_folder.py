@@ -10,6 +10,7 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -64,23 +65,45 @@ def read_image_folder(
     return faceset, report
 
 
-def load_face_image(path: Path) -> np.ndarray:
-    """Decode any image file to a uint8 48x48 grayscale face; DataError names a bad file."""
+class UnreadableImage(ValueError):
+    """The bytes are not an image Pillow can decode, or one too large to decode safely."""
+
+
+_DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+)
+
+
+def decode_grey(source: Any, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file or stream to uint8 grayscale; refuse more than `max_pixels`
+    before decoding (decompression bombs). Raises UnreadableImage saying why."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                grey = np.asarray(image.convert("L"), dtype=np.uint8)
-    except (
-        UnidentifiedImageError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ) as exc:
+            with Image.open(source) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise UnreadableImage(
+                        f"{width}x{height} pixels exceeds {max_pixels} (decompression bomb?)"
+                    )
+                return np.asarray(image.convert("L"), dtype=np.uint8)
+    except UnreadableImage:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise UnreadableImage(str(exc)) from exc
+
+
+def load_face_image(path: Path) -> np.ndarray:
+    """Decode any image file to a uint8 48x48 grayscale face; DataError names a bad file."""
+    try:
+        return fit_face(decode_grey(path))
+    except UnreadableImage as exc:
         raise DataError(f"{path}: unreadable or truncated image ({exc})") from exc
-    return fit_face(grey)
 
 
 def fit_face(grey: np.ndarray) -> np.ndarray:
