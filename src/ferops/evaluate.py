@@ -95,9 +95,6 @@ def write_evaluation(
     labels: np.ndarray, probabilities: np.ndarray, sources: list[str], out_dir: Path
 ) -> dict[str, Any]:
     """Write tables and figures for a set of predictions into `out_dir`; return the metrics."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from ferops import figures
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import optuna
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -77,23 +78,19 @@ class TrialOutcome:
     epochs: int
 
 
-class ReportToOptuna:
-    """Keras callback factory: report val accuracy each epoch; stop the fit if Optuna prunes."""
+class ReportToOptuna(keras.callbacks.Callback):
+    """Reports val accuracy to the trial each epoch and stops the fit when Optuna prunes it."""
 
-    @staticmethod
-    def callback(trial: optuna.Trial):
-        import keras
+    def __init__(self, trial: optuna.Trial) -> None:
+        super().__init__()
+        self.trial = trial
+        self.pruned = False
 
-        class _Report(keras.callbacks.Callback):
-            pruned = False
-
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                trial.report(float((logs or {})["val_accuracy"]), step=epoch)
-                if trial.should_prune():
-                    self.pruned = True
-                    self.model.stop_training = True
-
-        return _Report()
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.trial.report(float((logs or {})["val_accuracy"]), step=epoch)
+        if self.trial.should_prune():
+            self.pruned = True
+            self.model.stop_training = True
 
 
 @task(name="train-trial", cache_policy=NO_CACHE)
@@ -130,7 +127,7 @@ def run_trial(
         seed_everything(params.seed + trial.number)
         model = build_model(spec, seed=params.seed)
         client.log_param(run_id, "params", model.count_params())
-        reporter = ReportToOptuna.callback(trial)
+        reporter = ReportToOptuna(trial)
         history = fit(
             model,
             faceset,
