@@ -113,7 +113,7 @@ def evaluate(root: RootOption = Path()) -> None:
         lambda: run_evaluate(
             processed=layout.processed,
             model_path=layout.model,
-            run_file=layout.training / "run.json",
+            run_file=layout.training_run,
             out_dir=layout.evaluation,
             metrics_path=layout.metrics,
             root=layout.root,
@@ -133,10 +133,10 @@ def register(root: RootOption = Path()) -> None:
             params,
             processed=layout.processed,
             model_path=layout.model,
-            run_file=layout.training / "run.json",
+            run_file=layout.training_run,
             evaluation_dir=layout.evaluation,
             metrics_path=layout.metrics,
-            promotion_path=layout.reports / "promotion.json",
+            promotion_path=layout.promotion,
             root=layout.root,
         )
     )

@@ -47,6 +47,14 @@ class Layout:
         return self.reports / "training"
 
     @property
+    def training_run(self) -> Path:
+        return self.training / "run.json"
+
+    @property
+    def promotion(self) -> Path:
+        return self.reports / "promotion.json"
+
+    @property
     def tuning(self) -> Path:
         return self.reports / "tuning"
 
