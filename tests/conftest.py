@@ -49,3 +49,13 @@ def copy_faceset(faceset: FaceSet) -> FaceSet:
 
 def noise_faces(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    """One real Prefect server (temporary database) for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()

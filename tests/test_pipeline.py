@@ -173,6 +173,7 @@ def test_every_command_has_help():
         "preprocess",
         "validate",
         "tune",
+        "tune-worker",
         "train",
         "evaluate",
         "register",

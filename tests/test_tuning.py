@@ -29,14 +29,6 @@ TINY_TUNE = {
 }
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 @pytest.fixture
 def project(tmp_path, tiny_faceset, monkeypatch):
     """A project root with tiny processed data and a shrunk copy of the real params.yaml."""
@@ -50,7 +42,7 @@ def project(tmp_path, tiny_faceset, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_harness):
+def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_api):
     import mlflow
 
     from ferops.tuning import default_study_name, tune_flow
@@ -112,9 +104,7 @@ def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
 
 
 @pytest.mark.slow
-def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(
-    project, prefect_harness, monkeypatch
-):
+def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefect_api, monkeypatch):
     import ferops.models.registry as registry
     from ferops.tuning import tune_flow
 

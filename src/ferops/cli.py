@@ -194,6 +194,31 @@ def tune(
     _guard(lambda: tune_flow(root=str(root), n_trials=trials, storage=storage, study_name=study))
 
 
+@app.command("tune-worker")
+def tune_worker(
+    root: RootOption = Path(),
+    trials: Annotated[
+        int | None, typer.Option(help="Trials the whole study should hold; default tune.n_trials.")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage URL shared by all workers (PostgreSQL).")
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option(help="Study to join; default derived from params.yaml.")
+    ] = None,
+) -> None:
+    """Join a shared study and run trials until it holds --trials; start one per core/machine.
+
+    MLFLOW_TRACKING_URI (an `mlflow server`) and PREFECT_API_URL say where runs are recorded.
+    """
+    from ferops.tuning import tune_worker_flow
+
+    ran = _guard(
+        lambda: tune_worker_flow(root=str(root), n_trials=trials, storage=storage, study_name=study)
+    )
+    typer.echo(f"this worker ran {ran} trial(s)")
+
+
 def _params(layout: Layout):
     return _guard(lambda: load_params(layout.params))
 

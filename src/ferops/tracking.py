@@ -30,14 +30,17 @@ def use_experiment(root: Path, data: DataConfig) -> str:
     """Point MLflow at the project's store and experiment; return the experiment id."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri(root))
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
     name = experiment_name(data)
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         mlflow.set_experiment(name)
         return experiment.experiment_id
-    # Artifacts beside the database, whatever folder the command runs from.
-    artifacts = (root / "mlartifacts").resolve().as_uri()
+    # A local store keeps artifacts beside the database, whatever folder the command runs
+    # from; a tracking server chooses (and proxies) its own artifact destination.
+    local = not uri.startswith(("http://", "https://"))
+    artifacts = (root / "mlartifacts").resolve().as_uri() if local else None
     experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id

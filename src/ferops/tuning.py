@@ -1,18 +1,25 @@
-"""Hyper-parameter search: an Optuna study in RDB storage, driven by a Prefect flow.
+"""Hyper-parameter search: an Optuna study in RDB storage, driven by Prefect flows.
 
 Each trial is a Prefect task and a nested MLflow run under one parent run per study. The study
 lives in `tune.storage` (SQLite by default, PostgreSQL for many workers), so running the flow
-again resumes it: only the trials still missing are run.
+again resumes it: only the trials still missing are run. `tune_worker_flow` is the same loop for
+many processes (on one machine or many) sharing one PostgreSQL study and one MLflow server.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
 import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +32,7 @@ from prefect.cache_policies import NO_CACHE
 from ferops.artifacts import atomic_path, write_json
 from ferops.config import Params, SearchSpace, load_params
 from ferops.data.faceset import FaceSet, load_faceset
+from ferops.errors import ConfigError
 from ferops.layout import Layout
 from ferops.tracking import experiment_name
 
@@ -101,6 +109,7 @@ def run_trial(
     params: Params,
     parent_run_id: str,
     experiment_id: str,
+    worker: str,
 ) -> TrialOutcome:
     """Train one candidate for tune.epochs, as a nested MLflow run; may be pruned."""
     from mlflow import MlflowClient
@@ -118,6 +127,8 @@ def run_trial(
             "mlflow.parentRunId": parent_run_id,
             "ferops.stage": "tune",
             "ferops.trial": str(trial.number),
+            "ferops.in_study": trial.study.study_name,
+            "ferops.worker": worker,
         },
     )
     run_id = run.info.run_id
@@ -145,6 +156,159 @@ def run_trial(
         raise
 
 
+@dataclass
+class Search:
+    """One study, its data and its MLflow parent run: what every trial of a worker needs."""
+
+    layout: Layout
+    params: Params
+    study: optuna.Study
+    storage_url: str
+    n_trials: int
+    faceset: FaceSet
+    experiment_id: str
+    parent_run_id: str
+
+    def run_trials(self, worker: str) -> int:
+        """Claim and run trials until the study holds `n_trials`; return how many ran here."""
+        ran = 0
+        while (trial := claim_trial(self.study, self.n_trials, self.storage_url)) is not None:
+            trial.set_user_attr("worker", worker)
+            self._run(trial, worker)
+            ran += 1
+        return ran
+
+    def _run(self, trial: optuna.Trial, worker: str) -> None:
+        candidate = suggest(trial, self.params.tune.space)
+        try:
+            state = run_trial(
+                trial,
+                candidate,
+                self.faceset,
+                self.params,
+                self.parent_run_id,
+                self.experiment_id,
+                worker,
+                return_state=True,
+            )
+        except BaseException:  # interrupted: hand the trial back as failed, never left RUNNING
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        if state.is_failed():
+            log.warning("trial %d failed: %s", trial.number, state.message)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
+        outcome: TrialOutcome = state.result()
+        if outcome.pruned:
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(trial, outcome.value)
+        log.info(
+            "trial %d of %d (%s): val accuracy %.4f%s",
+            trial.number + 1,
+            self.n_trials,
+            worker,
+            outcome.value,
+            " (pruned)" if outcome.pruned else "",
+        )
+
+
+def open_search(
+    root: str,
+    n_trials: int | None,
+    storage: str | None,
+    study_name: str | None,
+    sampler_seed: int | None = None,
+) -> Search:
+    """Create or load the study and its parent run; safe when many workers start at once."""
+    from ferops.tracking import use_experiment
+
+    layout = Layout(Path(root))
+    params = load_params(layout.params)
+    tune = params.tune
+    storage_url = resolve_storage(storage or tune.storage, layout.root)
+    name = study_name or tune.study_name or default_study_name(params)
+    faceset = load_faceset(layout.processed)
+    with study_lock(storage_url, name):
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage_url,
+            direction="maximize",
+            load_if_exists=True,
+            # constant_liar: concurrent workers see each other's running trials as bad, so
+            # they do not all sample the same region.
+            sampler=optuna.samplers.TPESampler(
+                seed=params.seed if sampler_seed is None else sampler_seed,
+                n_startup_trials=3,
+                constant_liar=True,
+            ),
+            pruner=optuna.pruners.MedianPruner(
+                n_startup_trials=tune.pruner_startup_trials,
+                n_warmup_steps=tune.pruner_warmup_epochs,
+            ),
+        )
+        experiment_id = use_experiment(layout.root, params.data)
+        parent_id = _parent_run(name, storage_url, experiment_id)
+    return Search(
+        layout,
+        params,
+        study,
+        storage_url,
+        n_trials or tune.n_trials,
+        faceset,
+        experiment_id,
+        parent_id,
+    )
+
+
+def claim_trial(study: optuna.Study, n_trials: int, storage_url: str) -> optuna.Trial | None:
+    """A new trial, or None once the study holds `n_trials` (running ones count).
+
+    Counting and asking happen under one lock, so workers racing for the last trial never
+    overshoot: the study ends with exactly `n_trials` trials.
+    """
+    with study_lock(storage_url, study.study_name):
+        if len(study.get_trials(deepcopy=False)) >= n_trials:
+            return None
+        return study.ask()
+
+
+@contextmanager
+def study_lock(storage_url: str, study_name: str) -> Iterator[None]:
+    """A lock shared by every process using this study: a PostgreSQL advisory lock, or a file
+    lock beside a SQLite database (SQLite means one machine)."""
+    if storage_url.startswith("postgresql"):
+        import sqlalchemy
+        from sqlalchemy.pool import NullPool
+
+        key = int.from_bytes(hashlib.sha1(study_name.encode()).digest()[:8], "big", signed=True)
+        engine = sqlalchemy.create_engine(storage_url, poolclass=NullPool)
+        try:
+            with engine.connect() as connection:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                try:
+                    yield
+                finally:
+                    connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        finally:
+            engine.dispose()
+    elif storage_url.startswith("sqlite:///"):
+        lock_path = Path(storage_url[len("sqlite:///") :] + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    else:
+        raise ConfigError(f"tune.storage: use postgresql:// or sqlite:///, got {storage_url!r}")
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 @flow(name="ferops-tune", log_prints=True)
 def tune_flow(
     root: str = ".",
@@ -152,63 +316,22 @@ def tune_flow(
     storage: str | None = None,
     study_name: str | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the study until it holds `n_trials` finished trials; write the best."""
+    """Run (or resume) the study until it holds `n_trials` trials; write the best.
+
+    Trials that other workers already ran (`ferops tune-worker`) count: with a finished
+    shared study this flow only writes the reports.
+    """
     import mlflow
 
-    from ferops.tracking import use_experiment
-
-    layout = Layout(Path(root))
-    params = load_params(layout.params)
-    tune = params.tune
-    n_trials = n_trials or tune.n_trials
-    storage_url = resolve_storage(storage or tune.storage, layout.root)
-    name = study_name or tune.study_name or default_study_name(params)
-    faceset = load_faceset(layout.processed)
-
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage_url,
-        direction="maximize",
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=params.seed, n_startup_trials=3),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_epochs
-        ),
-    )
-    experiment_id = use_experiment(layout.root, params.data)
-    parent_id = _parent_run(name, storage_url, experiment_id)
+    search = open_search(root, n_trials, storage, study_name)
     started = time.perf_counter()
-    with mlflow.start_run(run_id=parent_id) as parent:
-        while (done := len(study.get_trials(deepcopy=False, states=FINISHED))) < n_trials:
-            trial = study.ask()
-            candidate = suggest(trial, tune.space)
-            state = run_trial(
-                trial,
-                candidate,
-                faceset,
-                params,
-                parent.info.run_id,
-                experiment_id,
-                return_state=True,
-            )
-            if state.is_failed():
-                log.warning("trial %d failed: %s", trial.number, state.message)
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                continue
-            outcome: TrialOutcome = state.result()
-            if outcome.pruned:
-                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            else:
-                study.tell(trial, outcome.value)
-            log.info(
-                "trial %d/%d: val accuracy %.4f%s",
-                done + 1,
-                n_trials,
-                outcome.value,
-                " (pruned)" if outcome.pruned else "",
-            )
+    with mlflow.start_run(run_id=search.parent_run_id):
+        search.run_trials(worker_name())
         summary = write_tuning_reports(
-            study, layout.tuning, storage or tune.storage, seconds=time.perf_counter() - started
+            search.study,
+            search.layout.tuning,
+            storage or search.params.tune.storage,
+            seconds=time.perf_counter() - started,
         )
         mlflow.log_metrics(
             {
@@ -218,8 +341,28 @@ def tune_flow(
                 "trials_failed": summary["failed"],
             }
         )
-        mlflow.log_artifacts(str(layout.tuning), "tuning")
+        mlflow.log_artifacts(str(search.layout.tuning), "tuning")
     return summary
+
+
+@flow(name="ferops-tune-worker", log_prints=True)
+def tune_worker_flow(
+    root: str = ".",
+    n_trials: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> int:
+    """One of many workers on a shared study: runs trials until the study holds `n_trials`.
+
+    Returns how many trials this worker ran. Each worker samples with its own seed.
+    """
+    worker = worker_name()
+    search = open_search(
+        root, n_trials, storage, study_name, sampler_seed=zlib.crc32(worker.encode())
+    )
+    ran = search.run_trials(worker)
+    log.info("worker %s ran %d trial(s) of study %s", worker, ran, search.study.study_name)
+    return ran
 
 
 def _parent_run(study_name: str, storage_url: str, experiment_id: str) -> str:
