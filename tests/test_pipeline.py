@@ -26,11 +26,14 @@ GIT_IDENTITY = {
 }
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         **GIT_IDENTITY,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        **(env or {}),
     }
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and result.returncode != 0:
@@ -64,11 +67,9 @@ TINY = {
 }
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
+def copy_project(dest: Path) -> Path:
     """A fresh copy of the repository's files (what a clone would hold) with tiny params."""
     files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout
-    dest = tmp_path / "repo"
     for name in files.splitlines():
         source = REPO / name
         if source.is_file() and not name.startswith(("data/interim", "data/processed")):
@@ -78,6 +79,11 @@ def project(tmp_path: Path) -> Path:
     run(["git", "init", "-q"], dest)
     set_params(dest, **TINY)
     return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "repo")
 
 
 @pytest.mark.slow

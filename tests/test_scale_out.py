@@ -23,11 +23,13 @@ FEROPS = str(Path(sys.executable).parent / "ferops")
 @pytest.fixture
 def servers(tmp_path):
     """PostgreSQL on loopback (databases optuna and mlflow) and an MLflow server on top."""
-    with local_postgres(["optuna", "mlflow"]) as postgres:
-        with mlflow_server(
+    with (
+        local_postgres(["optuna", "mlflow"]) as postgres,
+        mlflow_server(
             f"{postgres}/mlflow", tmp_path / "artifacts", tmp_path / "mlflow-server.log"
-        ) as tracking:
-            yield f"{postgres}/optuna", tracking
+        ) as tracking,
+    ):
+        yield f"{postgres}/optuna", tracking
 
 
 def tiny_project(root: Path, faceset) -> Path:

@@ -98,7 +98,13 @@ def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
     experiment_id = use_experiment(project, params.data)
     parent = __import__("mlflow").MlflowClient().create_run(experiment_id).info.run_id
     outcome = run_trial.fn(
-        trial, suggest(trial, params.tune.space), tiny_faceset, params, parent, experiment_id
+        trial,
+        suggest(trial, params.tune.space),
+        tiny_faceset,
+        params,
+        parent,
+        experiment_id,
+        "test-worker",
     )
     assert outcome.pruned and outcome.epochs == 1
 
