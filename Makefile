@@ -39,12 +39,12 @@ test: install lint
 	pytest
 
 lint: install
-	ruff check src tests flows benchmarks
-	ruff format --check src tests flows benchmarks
+	ruff check src tests flows benchmarks scripts
+	ruff format --check src tests flows benchmarks scripts
 
 format: install
-	ruff check --fix src tests flows benchmarks
-	ruff format src tests flows benchmarks
+	ruff check --fix src tests flows benchmarks scripts
+	ruff format src tests flows benchmarks scripts
 
 ## Regenerate requirements.lock from pyproject.toml (pins every transitive dependency).
 lock: install
