@@ -59,3 +59,20 @@ def prefect_api() -> str:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def keras_model_file(tmp_path_factory, tiny_faceset) -> Path:
+    """A small attention CNN (augmentation and dropout included, as trained models have them)
+    after one epoch on the tiny faces, saved as .keras."""
+    from ferops.config import TrainConfig
+    from ferops.models.registry import build_model
+    from ferops.models.spec import ModelSpec
+    from ferops.train import fit, seed_everything
+
+    seed_everything(0)
+    model = build_model(ModelSpec(attention="cbam", width=8, depth=2, augment=0.5))
+    fit(model, tiny_faceset, TrainConfig(batch_size=32), epochs=1, callbacks=[])
+    path = tmp_path_factory.mktemp("model") / "model.keras"
+    model.save(path)
+    return path

@@ -142,43 +142,199 @@ def register(root: RootOption = Path()) -> None:
     )
 
 
+ModelOption = Annotated[
+    str | None,
+    typer.Option(help="A .keras/.onnx/.tflite file or a models:/ URI; default the champion."),
+]
+RuntimeOption = Annotated[
+    str, typer.Option(help="auto (ONNX Runtime when there), onnx, litert or keras.")
+]
+DetectorOption = Annotated[
+    Path | None,
+    typer.Option(help="Face detector: an OpenCV cascade (.xml) or YuNet (.onnx) file."),
+]
+
+
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files (any size or colour).")],
-    model: Annotated[str | None, typer.Option(help="Model URI; default the champion.")] = None,
+    photos: Annotated[list[Path], typer.Argument(help="Photos (any size or colour).")],
+    model: ModelOption = None,
+    runtime: RuntimeOption = "auto",
+    detector: DetectorOption = None,
+    annotate: Annotated[
+        Path | None, typer.Option(help="Write a copy of each photo with boxes and labels here.")
+    ] = None,
+    whole: Annotated[
+        bool, typer.Option("--whole", help="Each image is one face already (no detection).")
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
     root: RootOption = Path(),
 ) -> None:
-    """Classify face images with the served pyfunc (the registry's champion by default)."""
-    import base64
+    """Find every face in each photo and name its emotion (box, confidence, 7 probabilities)."""
     import json
 
-    import mlflow
+    import cv2
     import pandas as pd
 
-    from ferops.tracking import tracking_uri
+    from ferops.analysis import FaceResult, analyse, draw, read_photo
+    from ferops.data.image_folder import fit_face
+    from ferops.faces import Box, FaceDetector, to_grey
+    from ferops.runtime import resolve_classifier
 
     layout = Layout(root)
     params = _params(layout)
-    missing = [str(p) for p in images if not p.is_file()]
-    if missing:
-        typer.secho(f"error: not found: {', '.join(missing)}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1)
-    mlflow.set_tracking_uri(tracking_uri(layout.root))
-    uri = model or f"models:/{params.register.model_name}@champion"
-    classifier = mlflow.pyfunc.load_model(uri)
-    request = pd.DataFrame({"image": [base64.b64encode(p.read_bytes()).decode() for p in images]})
-    try:
-        table = classifier.predict(request)
-    except mlflow.exceptions.MlflowException as exc:
-        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
-    table.insert(0, "image", [str(p) for p in images])
+    classifier = _guard(
+        lambda: resolve_classifier(
+            model, root=layout.root, model_name=params.register.model_name, runtime=runtime
+        )
+    )
+    finder = _guard(lambda: FaceDetector(detector))
+    records = []
+    for photo in photos:
+        image = _guard(lambda photo=photo: read_photo(photo))
+        if whole:
+            grey = to_grey(image)
+            face = fit_face(grey)[None]
+            box = Box(0, 0, grey.shape[1], grey.shape[0])
+            results = [FaceResult(box, classifier.probabilities(face)[0])]
+        else:
+            results = analyse(image, finder, classifier)
+        if not results:
+            typer.echo(f"{photo}: no face found", err=True)
+        for i, result in enumerate(results):
+            records.append({"photo": str(photo), "face": i + 1, **result.record()})
+        if annotate is not None and results:
+            annotate.mkdir(parents=True, exist_ok=True)
+            draw(image, results)
+            cv2.imwrite(str(annotate / f"{photo.stem}.annotated.png"), image)
     if json_output:
-        for record in table.to_dict(orient="records"):
+        for record in records:
             typer.echo(json.dumps(record))
-    else:
-        typer.echo(table.round(3).to_string(index=False))
+    elif records:
+        typer.echo(pd.DataFrame(records).round(3).to_string(index=False))
+    typer.echo(
+        f"{classifier.runtime} runtime, {len(records)} face(s) in {len(photos)} photo(s)", err=True
+    )
+
+
+@app.command()
+def stream(
+    source: Annotated[str, typer.Option(help="A video file, or a camera index such as 0.")],
+    output: Annotated[
+        Path | None, typer.Option(help="Write the annotated video here (.mp4).")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Write the per-frame, per-face timeline here.")
+    ] = None,
+    model: ModelOption = None,
+    runtime: RuntimeOption = "auto",
+    detector: DetectorOption = None,
+    smoothing: Annotated[
+        float, typer.Option(help="Weight of the past in each face's emotion (0: none).")
+    ] = 0.6,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+    root: RootOption = Path(),
+) -> None:
+    """Track faces through a video or camera and follow each one's emotion over time."""
+    from ferops.faces import FaceDetector
+    from ferops.runtime import resolve_classifier
+    from ferops.stream import run_stream
+
+    layout = Layout(root)
+    params = _params(layout)
+    classifier = _guard(
+        lambda: resolve_classifier(
+            model, root=layout.root, model_name=params.register.model_name, runtime=runtime
+        )
+    )
+    finder = _guard(lambda: FaceDetector(detector))
+    summary = _guard(
+        lambda: run_stream(
+            source,
+            finder,
+            classifier,
+            output=output,
+            timeline=csv,
+            max_frames=max_frames,
+            smoothing=smoothing,
+        )
+    )
+    typer.echo(
+        f"{summary.frames} frames, {summary.faces} face detections, {summary.face_ids} distinct "
+        f"faces, {summary.fps:.1f} frames/s ({classifier.runtime} runtime)"
+    )
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="Output file (.onnx or .tflite).")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx or litert.")] = "onnx",
+    model: Annotated[
+        str | None, typer.Option(help="A .keras file or a models:/ URI; default the champion.")
+    ] = None,
+    root: RootOption = Path(),
+) -> None:
+    """Export a model for ONNX Runtime or LiteRT, checked against Keras within 1e-4."""
+    from ferops.export import FORMATS, export_model
+
+    if fmt not in FORMATS:
+        typer.secho(f"error: --format must be one of {', '.join(FORMATS)}", fg="red", err=True)
+        raise typer.Exit(code=1)
+    layout = Layout(root)
+    params = _params(layout)
+    keras_model, preprocessing = _guard(
+        lambda: _keras_model(model, layout, params.register.model_name)
+    )
+    faces = _check_faces(layout)
+    difference = _guard(lambda: export_model(keras_model, fmt, out, faces, preprocessing))
+    typer.echo(f"wrote {out} ({fmt}); largest difference from Keras {difference:.1e}")
+
+
+def _keras_model(model: str | None, layout: Layout, model_name: str):
+    """A Keras model and its preprocessing from a .keras file or the registry."""
+    import json
+
+    from ferops.errors import DataError
+    from ferops.models.registry import load_model
+    from ferops.runtime import NO_CONTRAST
+
+    if model is not None and model.endswith(".keras"):
+        if not Path(model).is_file():
+            raise DataError(f"{model}: model file not found")
+        sidecar = Path(model).with_suffix(".json")
+        preprocessing = json.loads(sidecar.read_text()) if sidecar.is_file() else NO_CONTRAST
+        return load_model(model), preprocessing
+    import mlflow
+
+    from ferops.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(layout.root))
+    uri = model or f"models:/{model_name}@champion"
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "artifacts"
+    except Exception as exc:
+        raise DataError(f"cannot load {uri} from the registry ({type(exc).__name__})") from exc
+    preprocessing = json.loads((local / "preprocessing.json").read_text())
+    return load_model(local / "model.keras"), preprocessing
+
+
+def _check_faces(layout: Layout):
+    """Real faces for the parity check: the processed test split, else synthetic ones."""
+    import dataclasses
+
+    from ferops.config import load_params
+    from ferops.data.faceset import load_faceset
+    from ferops.data.ingest import synthetic_faceset
+
+    try:
+        return load_faceset(layout.processed)["test"].x[:256]
+    except (FileNotFoundError, FeropsError):
+        params = load_params(layout.params)
+        small = dataclasses.replace(
+            params.data.synthetic, train_per_class=1, val_per_class=1, test_per_class=20
+        )
+        data = dataclasses.replace(params.data, source="synthetic", synthetic=small)
+        return synthetic_faceset(data, seed=params.seed)["test"].x
 
 
 @app.command()

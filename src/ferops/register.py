@@ -122,6 +122,7 @@ def pinned_requirements() -> list[str]:
         "pandas",
         "pillow",
         "opencv-python-headless",
+        "onnxruntime",
         "scikit-learn",
         "pyyaml",
     ):
@@ -157,6 +158,7 @@ def register(
     from mlflow import MlflowClient
 
     from ferops.data.faceset import load_faceset
+    from ferops.export import export_model
     from ferops.models.registry import load_model
     from ferops.serving import EmotionClassifier
     from ferops.tracking import tracking_uri
@@ -174,8 +176,8 @@ def register(
     if champion is not None:
         # Re-evaluate the champion on today's test set, whatever data it was trained on.
         served = mlflow.pyfunc.load_model(f"models:/{config.model_name}@{CHAMPION}")
-        champion_model = served.unwrap_python_model().model
-        champion_correct = champion_model.predict(test.x, verbose=0).argmax(axis=1) == test.y
+        champion_predict = served.unwrap_python_model().classifier.predict_fn  # processed faces
+        champion_correct = champion_predict(test.x).argmax(axis=1) == test.y
     decision = gate(
         candidate_correct, champion_correct, min_gain=config.min_gain, alpha=config.alpha
     )
@@ -187,10 +189,18 @@ def register(
                 {"contrast": params.preprocess.contrast, "clahe_clip": params.preprocess.clahe_clip}
             )
         )
+        # The fast path the pyfunc prefers; refused (and the stage fails) unless it matches
+        # Keras within 1e-4 on the first test faces.
+        onnx_path = Path(tmp) / "model.onnx"
+        export_model(candidate, "onnx", onnx_path, test.x[:64])
         info = mlflow.pyfunc.log_model(
             name="emotion_classifier",
             python_model=EmotionClassifier(),
-            artifacts={"keras_model": str(model_path), "preprocessing": str(preprocessing)},
+            artifacts={
+                "keras_model": str(model_path),
+                "onnx_model": str(onnx_path),
+                "preprocessing": str(preprocessing),
+            },
             signature=signature(),
             input_example=input_example(test.x[0]),
             pip_requirements=pinned_requirements(),

@@ -111,26 +111,24 @@ def emotions_table(probabilities: np.ndarray) -> pd.DataFrame:
 
 
 class EmotionClassifier(mlflow.pyfunc.PythonModel):
-    """Keras model + the same contrast normalisation as training, behind the pyfunc API."""
+    """The model (ONNX Runtime when its export is there, else Keras) plus the contrast
+    normalisation it was trained with, behind the pyfunc API."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         import json
 
-        from ferops.models.registry import load_model
+        from ferops.runtime import classifier_from_files
 
-        self.model = load_model(context.artifacts["keras_model"])
         with open(context.artifacts["preprocessing"]) as f:
-            self.preprocessing = json.load(f)
+            preprocessing = json.load(f)
+        self.classifier = classifier_from_files(
+            keras_path=context.artifacts["keras_model"],
+            onnx_path=context.artifacts.get("onnx_model"),
+            preprocessing=preprocessing,
+        )
 
     # No type hints here on purpose: MLflow would try to derive a signature from them.
     def predict(self, context, model_input, params=None):
         """One row per request row: emotion, confidence, p_<emotion> (or HTTP 400)."""
-        from ferops.preprocess import normalise_contrast
-
         faces = faces_from_request(model_input)
-        faces = normalise_contrast(
-            faces, self.preprocessing["contrast"], clahe_clip=self.preprocessing["clahe_clip"]
-        )
-        # A direct call, not model.predict(): predict() builds a tf.data pipeline per request,
-        # which cost ~30 ms of a 38 ms single-image request (benchmarks/serving.py).
-        return emotions_table(np.asarray(self.model(faces, training=False)))
+        return emotions_table(self.classifier.probabilities(faces))

@@ -1,0 +1,176 @@
+"""Running a trained classifier: Keras, or an exported ONNX / LiteRT file when one is there.
+
+Whatever runs the model, callers hand over uint8 faces (N, 48, 48) as cropped, and get (N, 7)
+probabilities; the contrast normalisation the model was trained with is applied here, once.
+ONNX Runtime is the fast path: for these small CNNs it skips most of TensorFlow's per-call
+overhead (see benchmarks/inference.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferops.errors import DataError
+from ferops.preprocess import normalise_contrast
+
+Predict = Callable[[np.ndarray], np.ndarray]
+RUNTIMES = ("auto", "onnx", "litert", "keras")
+NO_CONTRAST = {"contrast": "none", "clahe_clip": 2.0}
+
+
+@dataclass
+class FaceClassifier:
+    """uint8 faces in, probabilities out, through one runtime."""
+
+    predict_fn: Predict
+    runtime: str
+    preprocessing: dict[str, Any] = field(default_factory=lambda: dict(NO_CONTRAST))
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        if len(faces) == 0:
+            return np.zeros((0, 7), np.float32)
+        faces = normalise_contrast(
+            np.ascontiguousarray(faces, dtype=np.uint8),
+            self.preprocessing["contrast"],
+            clahe_clip=self.preprocessing["clahe_clip"],
+        )
+        return self.predict_fn(faces)
+
+
+def keras_predict(model: Any) -> Predict:
+    """A direct call: `model.predict()` builds a tf.data pipeline per call (~30 ms)."""
+    return lambda faces: np.asarray(model(faces, training=False))
+
+
+def onnx_predict(path: Path, threads: int = 0) -> Predict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads  # 0: one per core
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda faces: session.run(None, {name: faces})[0]
+
+
+def litert_predict(path: Path, threads: int | None = None) -> Predict:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    source = interpreter.get_input_details()[0]
+    sized = {"batch": -1}
+
+    def predict(faces: np.ndarray) -> np.ndarray:
+        if sized["batch"] != len(faces):  # resizing reallocates: only when the batch changes
+            interpreter.resize_tensor_input(source["index"], [len(faces), *faces.shape[1:]])
+            interpreter.allocate_tensors()
+            sized["batch"] = len(faces)
+        interpreter.set_tensor(source["index"], faces)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    return predict
+
+
+def runtime_available(runtime: str) -> bool:
+    module = {"onnx": "onnxruntime", "litert": "ai_edge_litert", "keras": "keras"}[runtime]
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def classifier_from_files(
+    *,
+    keras_path: Path | None = None,
+    onnx_path: Path | None = None,
+    litert_path: Path | None = None,
+    preprocessing: dict[str, Any] | None = None,
+    runtime: str = "auto",
+) -> FaceClassifier:
+    """The fastest runtime that has a file and is installed (`auto`), or the one asked for."""
+    if runtime not in RUNTIMES:
+        raise DataError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    files = {"onnx": onnx_path, "litert": litert_path, "keras": keras_path}
+    order = ("onnx", "keras", "litert") if runtime == "auto" else (runtime,)
+    for name in order:
+        path = files[name]
+        if path is None or not Path(path).is_file() or not runtime_available(name):
+            continue
+        if name == "onnx":
+            predict = onnx_predict(Path(path))
+        elif name == "litert":
+            predict = litert_predict(Path(path))
+        else:
+            from ferops.models.registry import load_model
+
+            predict = keras_predict(load_model(path))
+        return FaceClassifier(predict, name, dict(preprocessing or NO_CONTRAST))
+    wanted = "any runtime" if runtime == "auto" else f"runtime {runtime!r}"
+    present = {k: str(v) for k, v in files.items() if v is not None}
+    raise DataError(f"no model file for {wanted} (installed and present): {present or 'none'}")
+
+
+def classifier_from_path(path: Path, runtime: str = "auto") -> FaceClassifier:
+    """A `.keras`, `.onnx` or `.tflite` file; an exported file's `.json` sidecar (written by
+    `ferops export`) carries its contrast normalisation."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: model file not found")
+    suffix = path.suffix.lower()
+    kinds = {".keras": "keras_path", ".onnx": "onnx_path", ".tflite": "litert_path"}
+    if suffix not in kinds:
+        raise DataError(f"{path}: expected a .keras, .onnx or .tflite model file")
+    sidecar = path.with_suffix(".json")
+    preprocessing = json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    kind = {".keras": "keras", ".onnx": "onnx", ".tflite": "litert"}[suffix]
+    chosen = kind if runtime == "auto" else runtime
+    return classifier_from_files(
+        **{kinds[suffix]: path}, preprocessing=preprocessing, runtime=chosen
+    )
+
+
+def classifier_from_registry(uri: str, tracking: str, runtime: str = "auto") -> FaceClassifier:
+    """The files of a registered pyfunc (`models:/name@alias`), downloaded once by MLflow."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    artifacts = local / "artifacts"
+    preprocessing_file = artifacts / "preprocessing.json"
+    return classifier_from_files(
+        keras_path=_first(artifacts, "*.keras"),
+        onnx_path=_first(artifacts, "*.onnx"),
+        preprocessing=json.loads(preprocessing_file.read_text())
+        if preprocessing_file.is_file()
+        else None,
+        runtime=runtime,
+    )
+
+
+def _first(folder: Path, pattern: str) -> Path | None:
+    return next(iter(sorted(folder.glob(pattern))), None)
+
+
+def resolve_classifier(
+    model: str | None, *, root: Path, model_name: str, runtime: str = "auto"
+) -> FaceClassifier:
+    """`model` as a file (.keras/.onnx/.tflite) or a registry URI; by default the champion."""
+    from ferops.tracking import tracking_uri
+
+    if model is not None and Path(model).suffix.lower() in (".keras", ".onnx", ".tflite"):
+        return classifier_from_path(Path(model), runtime)
+    uri = model or f"models:/{model_name}@champion"
+    try:
+        return classifier_from_registry(uri, tracking_uri(root), runtime)
+    except Exception as exc:  # MLflow raises several kinds for a missing model or alias
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(
+            f"cannot load {uri} from the registry ({type(exc).__name__}); "
+            "train one with `make repro` or pass --model FILE"
+        ) from exc
