@@ -10,26 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ferops.cli import app
+from ferops.data.scenes import paste, scene
 from ferops.emotions import EMOTIONS
 from ferops.errors import DataError
 from ferops.faces import Box, FaceDetector, crop_face
-
-FACE_PX = 120
-
-
-def scene(width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray:
-    """A face-free BGR background: a lighting gradient with texture."""
-    rng = np.random.default_rng(seed)
-    ramp = np.linspace(60, 190, width)[None, :] + np.linspace(-20, 20, height)[:, None]
-    grey = np.clip(ramp + rng.normal(0, 12, (height, width)), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-
-
-def paste(image: np.ndarray, face: np.ndarray, x: int, y: int, size: int = FACE_PX) -> Box:
-    """Paste a 48x48 grey face, enlarged, at (x, y); return where it went."""
-    big = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
-    image[y : y + size, x : x + size] = big[..., None]
-    return Box(x, y, size, size)
 
 
 def found(truth: Box, boxes: list[Box]) -> bool:
@@ -75,6 +59,8 @@ def test_several_faces_in_one_photo_are_found_largest_first(tiny_faceset):
     boxes = FaceDetector().detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
     assert all(found(t, boxes) for t in truths)
     assert boxes[0].iou(truths[0]) > 0.3  # the largest face comes first
+    shrunk = FaceDetector(detect_width=320).detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    assert all(found(t, shrunk) for t in truths)  # found on a half-size copy, boxes mapped back
 
 
 def test_a_crop_is_48x48_and_clipped_at_the_edges():

@@ -9,10 +9,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ferops.cli import app
+from ferops.data.scenes import paste, scene
 from ferops.errors import DataError
 from ferops.faces import Box, FaceDetector
 from ferops.stream import FaceTracker, run_stream
-from tests.test_faces import detectable, paste, scene
+from tests.test_faces import detectable
 
 
 def write_clip(path, faces: list[np.ndarray], frames: int = 24) -> None:

@@ -233,6 +233,9 @@ def stream(
         float, typer.Option(help="Weight of the past in each face's emotion (0: none).")
     ] = 0.6,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+    detect_width: Annotated[
+        int, typer.Option(help="Detect faces on frames shrunk to this width (0: full size).")
+    ] = 320,
     root: RootOption = Path(),
 ) -> None:
     """Track faces through a video or camera and follow each one's emotion over time."""
@@ -247,7 +250,7 @@ def stream(
             model, root=layout.root, model_name=params.register.model_name, runtime=runtime
         )
     )
-    finder = _guard(lambda: FaceDetector(detector))
+    finder = _guard(lambda: FaceDetector(detector, detect_width=detect_width or None))
     summary = _guard(
         lambda: run_stream(
             source,
@@ -276,6 +279,7 @@ def export(
 ) -> None:
     """Export a model for ONNX Runtime or LiteRT, checked against Keras within 1e-4."""
     from ferops.export import FORMATS, export_model
+    from ferops.runtime import keras_model_with_preprocessing
 
     if fmt not in FORMATS:
         typer.secho(f"error: --format must be one of {', '.join(FORMATS)}", fg="red", err=True)
@@ -283,39 +287,13 @@ def export(
     layout = Layout(root)
     params = _params(layout)
     keras_model, preprocessing = _guard(
-        lambda: _keras_model(model, layout, params.register.model_name)
+        lambda: keras_model_with_preprocessing(
+            model, root=layout.root, model_name=params.register.model_name
+        )
     )
     faces = _check_faces(layout)
     difference = _guard(lambda: export_model(keras_model, fmt, out, faces, preprocessing))
     typer.echo(f"wrote {out} ({fmt}); largest difference from Keras {difference:.1e}")
-
-
-def _keras_model(model: str | None, layout: Layout, model_name: str):
-    """A Keras model and its preprocessing from a .keras file or the registry."""
-    import json
-
-    from ferops.errors import DataError
-    from ferops.models.registry import load_model
-    from ferops.runtime import NO_CONTRAST
-
-    if model is not None and model.endswith(".keras"):
-        if not Path(model).is_file():
-            raise DataError(f"{model}: model file not found")
-        sidecar = Path(model).with_suffix(".json")
-        preprocessing = json.loads(sidecar.read_text()) if sidecar.is_file() else NO_CONTRAST
-        return load_model(model), preprocessing
-    import mlflow
-
-    from ferops.tracking import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri(layout.root))
-    uri = model or f"models:/{model_name}@champion"
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "artifacts"
-    except Exception as exc:
-        raise DataError(f"cannot load {uri} from the registry ({type(exc).__name__})") from exc
-    preprocessing = json.loads((local / "preprocessing.json").read_text())
-    return load_model(local / "model.keras"), preprocessing
 
 
 def _check_faces(layout: Layout):

@@ -49,8 +49,12 @@ class FaceDetector:
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
         score_threshold: float = 0.7,
+        detect_width: int | None = None,
     ) -> None:
         self.min_size = min_size
+        # Detection cost grows with pixels: video detects on a frame shrunk to this width and
+        # maps the boxes back (faces under ~24 px once shrunk, the cascade's window, are missed).
+        self.detect_width = detect_width
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self._yunet = None
@@ -75,6 +79,11 @@ class FaceDetector:
 
     def detect(self, grey: np.ndarray) -> list[Box]:
         """Boxes of the faces in a 2-D uint8 image, largest first."""
+        scale = 1.0
+        if self.detect_width and grey.shape[1] > self.detect_width:
+            scale = grey.shape[1] / self.detect_width
+            size = (self.detect_width, round(grey.shape[0] / scale))
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         if self._yunet is not None:
             colour = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
             self._yunet.setInputSize((grey.shape[1], grey.shape[0]))
@@ -85,9 +94,12 @@ class FaceDetector:
                 grey,
                 scaleFactor=self.scale_factor,
                 minNeighbors=self.min_neighbors,
-                minSize=(self.min_size, self.min_size),
+                minSize=(round(self.min_size / scale), round(self.min_size / scale)),
             )
-        boxes = [Box(int(x), int(y), int(w), int(h)) for x, y, w, h in rows]
+        boxes = [
+            Box(round(x * scale), round(y * scale), round(w * scale), round(h * scale))
+            for x, y, w, h in rows
+        ]
         return sorted(boxes, key=lambda b: b.w * b.h, reverse=True)
 
 

