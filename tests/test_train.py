@@ -65,7 +65,9 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
         model_path=tmp_path / "models" / "model.keras",
         report_dir=tmp_path / "training",
         root=tmp_path,
+        state_dir=tmp_path / "state",
     )
+    assert not (tmp_path / "state").exists()  # finished runs leave no resume state
 
     history = pd.read_csv(tmp_path / "training" / "history.csv")
     assert list(history["epoch"]) == [1, 2]
@@ -113,7 +115,64 @@ def test_the_default_model_learns_the_synthetic_faces(params, tmp_path, monkeypa
         model_path=tmp_path / "model.keras",
         report_dir=tmp_path / "training",
         root=tmp_path,
+        state_dir=tmp_path / "state",
     )
     print(result.history[["accuracy", "val_accuracy"]].round(3).T)
     assert result.best_val_accuracy > 0.7  # chance is 0.14
     assert result.history["loss"].iloc[-1] < 0.7 * result.history["loss"].iloc[0]
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_last_epoch(
+    params, tiny_faceset, tmp_path, monkeypatch
+):
+    """Killed after epoch 2 of 3, the same command runs only epoch 3 (with EMA weights)."""
+    import ferops.train as training
+
+    save_faceset(tiny_faceset, tmp_path / "processed")
+    settings = tiny_params(params)
+    settings = dataclasses.replace(
+        settings, train=dataclasses.replace(settings.train, epochs=3, patience=3, ema=True)
+    )
+    real_fit = training.fit
+    epochs_seen: list[int] = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_seen.append(epoch)
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("simulated power cut")
+
+    def fit_then(*extra):
+        def patched(model, faceset, config, *, epochs, callbacks, verbose=0):
+            return real_fit(
+                model, faceset, config, epochs=epochs, callbacks=[*callbacks, *extra],
+                verbose=verbose,
+            )  # fmt: skip
+
+        return patched
+
+    arguments = {
+        "processed": tmp_path / "processed",
+        "tuned_params": None,
+        "model_path": tmp_path / "model.keras",
+        "report_dir": tmp_path / "training",
+        "root": tmp_path,
+        "state_dir": tmp_path / "state",
+        "track": False,
+    }
+    monkeypatch.setattr(training, "fit", fit_then(Recorder(), Crash()))
+    with pytest.raises(RuntimeError, match="power cut"):
+        training.train(settings, **arguments)
+    assert not (tmp_path / "model.keras").exists()  # nothing half-done was published
+    assert len(pd.read_csv(tmp_path / "state" / "history.csv")) == 2
+
+    monkeypatch.setattr(training, "fit", fit_then(Recorder()))
+    result = training.train(settings, **arguments)
+    assert epochs_seen == [0, 1, 2]  # epoch 3 only, the second time
+    assert list(result.history["epoch"]) == [1, 2, 3]
+    assert (tmp_path / "model.keras").is_file() and not (tmp_path / "state").exists()
+    assert json.loads((tmp_path / "training" / "run.json").read_text())["run_id"] == ""

@@ -84,8 +84,16 @@ def validate(root: RootOption = Path()) -> None:
 
 
 @app.command()
-def train(root: RootOption = Path()) -> None:
-    """Train the tuned (or configured) model on data/processed; log the run to MLflow."""
+def train(
+    root: RootOption = Path(),
+    track: Annotated[
+        bool, typer.Option(help="Log the run to MLflow (--no-track: a machine without it).")
+    ] = True,
+) -> None:
+    """Train the tuned (or configured) model on data/processed; log the run to MLflow.
+
+    Stopped part-way (Ctrl-C, a crash, a time limit), the same command resumes from the
+    last finished epoch."""
     from ferops.train import train as run_train
 
     layout = Layout(root)
@@ -98,6 +106,8 @@ def train(root: RootOption = Path()) -> None:
             model_path=layout.model,
             report_dir=layout.training,
             root=layout.root,
+            state_dir=layout.train_state,
+            track=track,
         )
     )
 

@@ -64,6 +64,8 @@ class TrainConfig:
     class_weight: bool = False  # weight classes by inverse frequency (FER2013's disgust)
     patience: int = 5  # early stopping on val accuracy
     use_tuned: bool = True  # take model/optimiser values from reports/tuning/best_params.json
+    ema: bool = False  # validate, keep and ship an exponential moving average of the weights
+    precision: str = "float32"  # or mixed_bfloat16
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ def _model(reader: _Reader) -> ModelSpec:
         attention=reader.choice("model.attention", "spatial", ATTENTION_KINDS),
         width=reader.integer("model.width", 16, minimum=4),
         depth=reader.integer("model.depth", 3, minimum=1),
+        blocks=reader.integer("model.blocks", 1, minimum=1),
         dropout=reader.number("model.dropout", 0.3, minimum=0.0, maximum=0.9),
         augment=reader.number("model.augment", 0.3, minimum=0.0, maximum=3.0),
     )
@@ -185,6 +188,8 @@ def _train(reader: _Reader) -> TrainConfig:
         class_weight=reader.boolean("train.class_weight", False),
         patience=reader.integer("train.patience", 5, minimum=1),
         use_tuned=reader.boolean("train.use_tuned", True),
+        ema=reader.boolean("train.ema", False),
+        precision=reader.choice("train.precision", "float32", ("float32", "mixed_bfloat16")),
     )
 
 

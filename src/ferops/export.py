@@ -33,14 +33,15 @@ class ExportMismatch(FeropsError):
 
 
 def inference_model(model: keras.Model) -> keras.Model:
-    """The same layers and weights, minus the training-only ones, as one chain."""
-    faces = keras.Input(shape=model.input_shape[1:], dtype="uint8", name="face")
-    x = faces
-    for layer in model.layers[1:]:
+    """The same graph and weights (layers are shared, not copied), with the training-only
+    layers (augmentation, dropout) passed through."""
+
+    def call(layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Any:
         if layer.name == "augment" or isinstance(layer, layers.Dropout):
-            continue
-        x = layer(x)
-    return keras.Model(faces, x, name=f"{model.name}_inference")
+            return args[0]
+        return layer(*args, **kwargs)
+
+    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
 
 
 def export_model(

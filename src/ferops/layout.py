@@ -43,6 +43,11 @@ class Layout:
         return self.root / "models" / "model.keras"
 
     @property
+    def train_state(self) -> Path:
+        """Checkpoints of a training run in progress (git- and DVC-ignored; gone when done)."""
+        return self.root / "models" / ".train-state"
+
+    @property
     def training(self) -> Path:
         return self.reports / "training"
 

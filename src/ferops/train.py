@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +34,13 @@ TRAIN_KEYS = {"learning_rate", "label_smoothing"}
 
 
 def seed_everything(seed: int) -> None:
-    """Same seed, same weights, same batches, same augmentations: runs repeat exactly."""
-    import tensorflow as tf
-
+    """Same seed, same weights, same batches, same augmentations: runs repeat exactly
+    (on TensorFlow; other Keras backends are seeded but not made deterministic)."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def apply_tuned(
@@ -61,10 +65,13 @@ def class_weights(labels: np.ndarray) -> dict[int, float]:
 
 
 def compile_model(model: keras.Model, config: TrainConfig, *, steps: int) -> None:
-    """AdamW with cosine decay over the whole run; cross-entropy with label smoothing."""
+    """AdamW with cosine decay over the whole run (weights averaged by EMA if asked);
+    cross-entropy with label smoothing."""
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
     model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        optimizer=keras.optimizers.AdamW(
+            schedule, weight_decay=config.weight_decay, use_ema=config.ema, ema_momentum=0.999
+        ),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
@@ -83,6 +90,8 @@ def fit(
     train, val = faceset["train"], faceset["val"]
     steps = int(np.ceil(len(train) / config.batch_size)) * epochs
     compile_model(model, config, steps=steps)
+    if config.ema:  # validate and checkpoint the averaged weights, train the raw ones
+        callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), *callbacks]
     history = model.fit(
         train.x,
         keras.utils.to_categorical(train.y, NUM_CLASSES),
@@ -115,14 +124,17 @@ def train(
     model_path: Path,
     report_dir: Path,
     root: Path,
+    state_dir: Path,
+    track: bool = True,
 ) -> TrainingResult:
     """Train the configured (or tuned) model; write the best epoch's model and the history.
 
     The model file is replaced only after training succeeded, so a crash keeps the last one.
+    Every epoch saves the training state (weights, optimiser and schedule, epoch, best model
+    so far) in `state_dir`; run again with the same settings and data, and training resumes
+    where it stopped. `track=False` trains without MLflow (e.g. on a machine that has none).
     """
-    import mlflow
-
-    from ferops.tracking import EpochMetricsToMlflow, dataset_digest, flatten, use_experiment
+    from ferops.tracking import dataset_digest
 
     spec, config = params.model, params.train
     tuned: dict[str, Any] = {}
@@ -132,11 +144,154 @@ def train(
     faceset = load_faceset(processed)
     digest = dataset_digest(processed)
     seed_everything(params.seed)
+    keras.mixed_precision.set_global_policy(config.precision)
     model = build_model(spec, seed=params.seed)
+    identity = {
+        "model": dataclasses.asdict(spec),
+        "train": dataclasses.asdict(config),
+        "seed": params.seed,
+        "data_sha1": digest,
+    }
+    resume_state(state_dir, identity)
+
+    with _tracking(track, root, params, spec, config, model, faceset, digest, tuned) as run:
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(state_dir / "backup"), delete_checkpoint=False),
+            keras.callbacks.ModelCheckpoint(
+                state_dir / "best.keras",
+                monitor="val_accuracy",
+                mode="max",
+                save_best_only=True,
+                initial_value_threshold=_best_so_far(state_dir),
+            ),
+            keras.callbacks.CSVLogger(str(state_dir / "history.csv"), append=True),
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=config.patience
+            ),
+        ]
+        if run is not None:
+            from ferops.tracking import EpochMetricsToMlflow
+
+            callbacks.append(EpochMetricsToMlflow(run.info.run_id))
+        started = time.perf_counter()
+        fit(
+            model,
+            faceset,
+            config,
+            epochs=config.epochs,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        seconds = time.perf_counter() - started
+        history = pd.read_csv(state_dir / "history.csv")  # every epoch, resumed runs included
+        history["epoch"] = np.arange(1, len(history) + 1)
+        best = keras.models.load_model(state_dir / "best.keras")
+        best_epoch = int(history["val_accuracy"].idxmax()) + 1
+        epochs_here = max(1, len(history) - int((state_dir / "resumed_at").read_text()))
+        metrics = {
+            "best_val_accuracy": float(history["val_accuracy"].max()),
+            "best_epoch": best_epoch,
+            "epochs_run": len(history),
+            "seconds": round(seconds, 1),
+            "train_images_per_second": round(len(faceset["train"]) * epochs_here / seconds, 1),
+            "params": model.count_params(),
+        }
+        with atomic_path(model_path) as staged:  # staged keeps the .keras suffix Keras needs
+            best.save(staged)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(report_dir / "history.csv") as staged:
+            history.to_csv(staged, index=False)
+        write_json(report_dir / "metrics.json", metrics)
+        run_id = ""
+        if run is not None:
+            import mlflow
+
+            run_id = run.info.run_id
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+            mlflow.log_artifact(str(model_path), "model")
+            mlflow.log_artifact(str(report_dir / "history.csv"))
+        write_json(
+            report_dir / "run.json",
+            {
+                "run_id": run_id,
+                "experiment_id": run.info.experiment_id if run is not None else "",
+                "tracking_uri": _current_tracking_uri() if run is not None else "",
+                **identity,
+                "tuned": tuned,
+            },
+        )
+    shutil.rmtree(state_dir, ignore_errors=True)  # finished: the next run starts afresh
+    log.info(
+        "trained %s: best val accuracy %.4f at epoch %d (%.0f s)",
+        model.name,
+        metrics["best_val_accuracy"],
+        best_epoch,
+        seconds,
+    )
+    return TrainingResult(best, history, metrics["best_val_accuracy"], run_id, seconds)
+
+
+def resume_state(state_dir: Path, identity: dict[str, Any]) -> None:
+    """Keep `state_dir` only if it belongs to this very run (same settings and data)."""
+    marker = state_dir / "identity.json"
+    if marker.is_file() and json.loads(marker.read_text()) == json.loads(
+        json.dumps(identity, default=str)
+    ):
+        done = _resumed_epochs(state_dir)
+        log.info("resuming training from %s after %d epoch(s)", state_dir, done)
+        (state_dir / "resumed_at").write_text(str(done))
+        return
+    if state_dir.exists():
+        log.info("discarding %s: it belongs to other settings or data", state_dir)
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
+    write_json(marker, identity)
+    (state_dir / "resumed_at").write_text("0")
+
+
+def _resumed_epochs(state_dir: Path) -> int:
+    """Epochs already in the history log when this process started."""
+    history = state_dir / "history.csv"
+    return max(0, len(history.read_text().splitlines()) - 1) if history.is_file() else 0
+
+
+def _best_so_far(state_dir: Path) -> float | None:
+    """The best val accuracy of the epochs before a resume, so a worse epoch can't replace it."""
+    history = state_dir / "history.csv"
+    if not history.is_file() or _resumed_epochs(state_dir) == 0:
+        return None
+    return float(pd.read_csv(history)["val_accuracy"].max())
+
+
+def _current_tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+@contextmanager
+def _tracking(
+    track: bool,
+    root: Path,
+    params: Params,
+    spec: ModelSpec,
+    config: TrainConfig,
+    model: keras.Model,
+    faceset: FaceSet,
+    digest: str,
+    tuned: dict[str, Any],
+) -> Iterator[Any]:
+    """An MLflow run with the run's settings, data and model summary; None when not tracking."""
+    if not track:
+        yield None
+        return
+    import mlflow
+
+    from ferops.tracking import flatten, use_experiment
 
     use_experiment(root, params.data)
     run_name = f"train {model.name} lr={config.learning_rate:.2g}"
-    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags(
             {
                 "ferops.stage": "train",
@@ -164,67 +319,7 @@ def train(
         )
         mlflow.log_input(dataset, context="training")
         mlflow.log_text(_summary(model), "model_summary.txt")
-
-        checkpoint = Path(tmp) / "best.keras"
-        callbacks = [
-            keras.callbacks.ModelCheckpoint(
-                checkpoint, monitor="val_accuracy", mode="max", save_best_only=True
-            ),
-            keras.callbacks.EarlyStopping(
-                monitor="val_accuracy", mode="max", patience=config.patience
-            ),
-            EpochMetricsToMlflow(run.info.run_id),
-        ]
-        started = time.perf_counter()
-        history = fit(
-            model,
-            faceset,
-            config,
-            epochs=config.epochs,
-            callbacks=callbacks,
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-        seconds = time.perf_counter() - started
-        best = keras.models.load_model(checkpoint)
-        best_epoch = int(history["val_accuracy"].idxmax()) + 1
-        metrics = {
-            "best_val_accuracy": float(history["val_accuracy"].max()),
-            "best_epoch": best_epoch,
-            "epochs_run": len(history),
-            "seconds": round(seconds, 1),
-            "train_images_per_second": round(len(faceset["train"]) * len(history) / seconds, 1),
-            "params": model.count_params(),
-        }
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-
-        with atomic_path(model_path) as staged:  # staged keeps the .keras suffix Keras needs
-            best.save(staged)
-        report_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(report_dir / "history.csv") as staged:
-            history.to_csv(staged, index=False)
-        write_json(report_dir / "metrics.json", metrics)
-        write_json(
-            report_dir / "run.json",
-            {
-                "run_id": run.info.run_id,
-                "experiment_id": run.info.experiment_id,
-                "tracking_uri": mlflow.get_tracking_uri(),
-                "model": dataclasses.asdict(spec),
-                "train": dataclasses.asdict(config),
-                "tuned": tuned,
-                "data_sha1": digest,
-            },
-        )
-        mlflow.log_artifact(str(model_path), "model")
-        mlflow.log_artifact(str(report_dir / "history.csv"))
-    log.info(
-        "trained %s: best val accuracy %.4f at epoch %d (%.0f s)",
-        model.name,
-        metrics["best_val_accuracy"],
-        best_epoch,
-        seconds,
-    )
-    return TrainingResult(best, history, metrics["best_val_accuracy"], run.info.run_id, seconds)
+        yield run
 
 
 def _summary(model: keras.Model) -> str:
