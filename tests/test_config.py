@@ -50,3 +50,9 @@ def test_missing_params_file_is_named(tmp_path: Path):
 def test_bad_model_training_or_search_config_is_refused_before_training(raw, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         parse_params(raw)
+
+
+def test_the_fer2013_profile_is_a_valid_params_file():
+    profile = load_params(REPO / "params" / "fer2013.yaml")
+    assert profile.data.source == "image-folder" and profile.model.variant == "res_attention_cnn"
+    assert profile.train.ema and profile.train.augment == 1.0 and profile.model.augment == 0.0

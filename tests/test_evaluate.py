@@ -101,8 +101,24 @@ def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
     assert on_disk["n_images"] == len(tiny_faceset["test"])
+    assert 0 <= on_disk["tta_flip"]["accuracy"] <= 1 and "macro_f1" in on_disk["tta_flip"]
     assert (tmp_path / "evaluation" / "attention.png").stat().st_size > 0
     logged = mlflow.get_run(run.info.run_id)
     assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
     names = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "evaluation")]
     assert "evaluation/confusion_matrix.png" in names
+
+
+def test_flip_tta_averages_each_face_with_its_mirror_image():
+    from ferops.evaluate import flip_tta
+
+    class BrightSide:  # says happy when the left half is brighter, sad otherwise
+        def predict(self, faces, **kwargs):
+            left = faces[:, :, :24].mean(axis=(1, 2)) > faces[:, :, 24:].mean(axis=(1, 2))
+            return np.eye(7)[np.where(left, 3, 4)]
+
+    faces = np.zeros((2, 48, 48), np.uint8)
+    faces[:, :, :24] = 200
+    tta = flip_tta(BrightSide(), faces, BrightSide().predict(faces))
+    np.testing.assert_allclose(tta[:, 3], 0.5)
+    np.testing.assert_allclose(tta[:, 4], 0.5)

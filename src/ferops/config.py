@@ -65,6 +65,7 @@ class TrainConfig:
     patience: int = 5  # early stopping on val accuracy
     use_tuned: bool = True  # take model/optimiser values from reports/tuning/best_params.json
     ema: bool = False  # validate, keep and ship an exponential moving average of the weights
+    augment: float = 0.0  # OpenCV augmentation of training batches on CPU threads (0 = off)
     precision: str = "float32"  # or mixed_bfloat16
 
 
@@ -189,6 +190,7 @@ def _train(reader: _Reader) -> TrainConfig:
         patience=reader.integer("train.patience", 5, minimum=1),
         use_tuned=reader.boolean("train.use_tuned", True),
         ema=reader.boolean("train.ema", False),
+        augment=reader.number("train.augment", 0.0, minimum=0.0, maximum=2.0),
         precision=reader.choice("train.precision", "float32", ("float32", "mixed_bfloat16")),
     )
 

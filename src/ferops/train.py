@@ -92,16 +92,34 @@ def fit(
     compile_model(model, config, steps=steps)
     if config.ema:  # validate and checkpoint the averaged weights, train the raw ones
         callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), *callbacks]
-    history = model.fit(
-        train.x,
-        keras.utils.to_categorical(train.y, NUM_CLASSES),
-        validation_data=(val.x, keras.utils.to_categorical(val.y, NUM_CLASSES)),
-        epochs=epochs,
-        batch_size=config.batch_size,
-        class_weight=class_weights(train.y) if config.class_weight else None,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
+    targets = keras.utils.to_categorical(train.y, NUM_CLASSES)
+    weights = class_weights(train.y) if config.class_weight else None
+    validation = (val.x, keras.utils.to_categorical(val.y, NUM_CLASSES))
+    if config.augment > 0:
+        from ferops.augment import AugmentedBatches
+
+        batches = AugmentedBatches(
+            train.x,
+            targets,
+            batch_size=config.batch_size,
+            strength=config.augment,
+            seed=int(np.random.randint(0, 2**31 - 1)),  # seeded by seed_everything
+            sample_weights=None if weights is None else np.array([weights[c] for c in train.y]),
+        )
+        history = model.fit(
+            batches, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose
+        )
+    else:
+        history = model.fit(
+            train.x,
+            targets,
+            validation_data=validation,
+            epochs=epochs,
+            batch_size=config.batch_size,
+            class_weight=weights,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     return frame
@@ -185,7 +203,7 @@ def train(
         seconds = time.perf_counter() - started
         history = pd.read_csv(state_dir / "history.csv")  # every epoch, resumed runs included
         history["epoch"] = np.arange(1, len(history) + 1)
-        best = keras.models.load_model(state_dir / "best.keras")
+        best = float32_copy(keras.models.load_model(state_dir / "best.keras"), spec, params.seed)
         best_epoch = int(history["val_accuracy"].idxmax()) + 1
         epochs_here = max(1, len(history) - int((state_dir / "resumed_at").read_text()))
         metrics = {
@@ -229,6 +247,15 @@ def train(
         seconds,
     )
     return TrainingResult(best, history, metrics["best_val_accuracy"], run_id, seconds)
+
+
+def float32_copy(model: keras.Model, spec: ModelSpec, seed: int) -> keras.Model:
+    """The same weights in a fresh float32 model: no optimiser state (a third of the file)
+    and no bfloat16 policy, which CPUs run slowly and the ONNX export cannot take."""
+    keras.mixed_precision.set_global_policy("float32")
+    clean = build_model(spec, seed=seed)
+    clean.set_weights(model.get_weights())
+    return clean
 
 
 def resume_state(state_dir: Path, identity: dict[str, Any]) -> None:
