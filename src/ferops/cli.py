@@ -363,6 +363,22 @@ def tune_worker(
     typer.echo(f"this worker ran {ran} trial(s)")
 
 
+registry = typer.Typer(help="The MLflow model registry.", no_args_is_help=True)
+app.add_typer(registry, name="registry")
+
+
+@registry.command("import-pretrained")
+def import_pretrained(root: RootOption = Path()) -> None:
+    """Register the shipped pretrained FER2013 model as models:/fer2013-pretrained@champion."""
+    from ferops.pretrained import import_pretrained as run_import
+
+    layout = Layout(root)
+    _params(layout)
+    outcome = _guard(lambda: run_import(layout.root))
+    typer.echo(f"registered {outcome['model_name']} version {outcome['version']}")
+    typer.echo(f"serve it: mlflow models serve -m {outcome['model_uri']} --env-manager local")
+
+
 def _params(layout: Layout):
     return _guard(lambda: load_params(layout.params))
 

@@ -158,9 +158,7 @@ def register(
     from mlflow import MlflowClient
 
     from ferops.data.faceset import load_faceset
-    from ferops.export import export_model
     from ferops.models.registry import load_model
-    from ferops.serving import EmotionClassifier
     from ferops.tracking import tracking_uri
 
     config = params.register
@@ -182,30 +180,12 @@ def register(
         candidate_correct, champion_correct, min_gain=config.min_gain, alpha=config.alpha
     )
 
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run["run_id"]):
-        preprocessing = Path(tmp) / "preprocessing.json"
-        preprocessing.write_text(
-            json.dumps(
-                {"contrast": params.preprocess.contrast, "clahe_clip": params.preprocess.clahe_clip}
-            )
-        )
-        # The fast path the pyfunc prefers; refused (and the stage fails) unless it matches
-        # Keras within 1e-4 on the first test faces.
-        onnx_path = Path(tmp) / "model.onnx"
-        export_model(candidate, "onnx", onnx_path, test.x[:64])
-        info = mlflow.pyfunc.log_model(
-            name="emotion_classifier",
-            python_model=EmotionClassifier(),
-            artifacts={
-                "keras_model": str(model_path),
-                "onnx_model": str(onnx_path),
-                "preprocessing": str(preprocessing),
-            },
-            signature=signature(),
-            input_example=input_example(test.x[0]),
-            pip_requirements=pinned_requirements(),
-            code_paths=[str(Path(ferops.__file__).parent)],  # the model carries its code
-        )
+    with mlflow.start_run(run_id=run["run_id"]):
+        preprocessing = {
+            "contrast": params.preprocess.contrast,
+            "clahe_clip": params.preprocess.clahe_clip,
+        }
+        info = log_pyfunc(candidate, model_path, preprocessing, test.x)
         if evaluation_dir.is_dir():
             mlflow.log_artifacts(str(evaluation_dir), "evaluation")
     version = mlflow.register_model(info.model_uri, config.model_name)
@@ -247,6 +227,37 @@ def register(
         decision.reason,
     )
     return outcome
+
+
+def log_pyfunc(
+    model: Any, model_path: Path, preprocessing: dict[str, Any], faces: np.ndarray
+) -> Any:
+    """Log the served pyfunc to the active run: the Keras file, its ONNX export (the fast path
+    the pyfunc prefers; refused, failing the caller, unless it matches Keras within 1e-4 on
+    `faces`), the contrast settings, a signature, a real input example and the code."""
+    import mlflow
+
+    from ferops.export import export_model
+    from ferops.serving import EmotionClassifier
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Path(tmp) / "preprocessing.json"
+        settings.write_text(json.dumps(preprocessing))
+        onnx_path = Path(tmp) / "model.onnx"
+        export_model(model, "onnx", onnx_path, faces[:64])
+        return mlflow.pyfunc.log_model(
+            name="emotion_classifier",
+            python_model=EmotionClassifier(),
+            artifacts={
+                "keras_model": str(model_path),
+                "onnx_model": str(onnx_path),
+                "preprocessing": str(settings),
+            },
+            signature=signature(),
+            input_example=input_example(faces[0]),
+            pip_requirements=pinned_requirements(),
+            code_paths=[str(Path(ferops.__file__).parent)],  # the model carries its code
+        )
 
 
 def _alias(client: Any, name: str, alias: str) -> Any:

@@ -9,6 +9,7 @@ overhead (see benchmarks/inference.py).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 
 from ferops.errors import DataError
 from ferops.preprocess import normalise_contrast
+
+log = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], np.ndarray]
 RUNTIMES = ("auto", "onnx", "litert", "keras")
@@ -173,6 +176,11 @@ def resolve_classifier(
     except Exception as exc:  # MLflow raises several kinds for a missing model or alias
         if isinstance(exc, DataError):
             raise
+        if model is None:  # no champion yet: the pretrained FER2013 model that ships with us
+            from ferops import pretrained
+
+            log.warning("no %s in the registry; using the shipped pretrained FER2013 model", uri)
+            return classifier_from_path(pretrained.verified_model_file(), runtime)
         raise DataError(
             f"cannot load {uri} from the registry ({type(exc).__name__}); "
             "train one with `make repro` or pass --model FILE"

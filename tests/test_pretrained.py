@@ -1,0 +1,60 @@
+"""The pretrained FER2013 model that ships in the package: intact, usable, registrable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ferops import pretrained
+from ferops.cli import app
+from ferops.data.scenes import paste, scene
+from ferops.runtime import classifier_from_path
+from tests.conftest import REPO
+from tests.test_faces import detectable
+
+
+def test_the_shipped_model_is_the_card_s_and_answers_with_probabilities(tiny_faceset):
+    classifier = classifier_from_path(pretrained.verified_model_file())
+    assert classifier.preprocessing["contrast"] == "clahe"  # from the sidecar, as trained
+    faces = tiny_faceset["test"].x[:8]
+    probabilities = classifier.probabilities(faces)
+    assert probabilities.shape == (8, 7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(probabilities, classifier.probabilities(faces))  # no dropout
+    assert (pretrained.FOLDER / "MODEL_CARD.md").read_text().count(pretrained.SHA256) == 1
+
+
+@pytest.mark.slow
+def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset, monkeypatch):
+    from mlflow import MlflowClient
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    image = scene()
+    paste(image, detectable(tiny_faceset, 1)[0], 200, 150, 150)
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), image)
+    runner = CliRunner()
+
+    def predict(*extra: str) -> list[dict]:
+        result = runner.invoke(
+            app, ["predict", str(photo), "--json", "--root", str(tmp_path), *extra]
+        )
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    fallback = predict()  # an empty registry: the shipped model answers
+    assert len(fallback) == 1
+
+    imported = runner.invoke(app, ["registry", "import-pretrained", "--root", str(tmp_path)])
+    assert imported.exit_code == 0, imported.output
+    version = MlflowClient().get_model_version_by_alias(pretrained.MODEL_NAME, "champion")
+    assert str(version.version) == "1" and "Model card" in version.description
+    registered = predict("--model", f"models:/{pretrained.MODEL_NAME}@champion")
+    assert registered[0]["emotion"] == fallback[0]["emotion"]
+    assert abs(registered[0]["confidence"] - fallback[0]["confidence"]) < 1e-3  # ONNX vs Keras
