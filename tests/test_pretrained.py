@@ -58,3 +58,17 @@ def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset
     registered = predict("--model", f"models:/{pretrained.MODEL_NAME}@champion")
     assert registered[0]["emotion"] == fallback[0]["emotion"]
     assert abs(registered[0]["confidence"] - fallback[0]["confidence"]) < 1e-3  # ONNX vs Keras
+
+    # The served pyfunc, given the face `predict` cut out, says the same.
+    import mlflow
+    import pandas as pd
+
+    from ferops.faces import Box, crop_face
+
+    record = registered[0]
+    box = Box(record["x"], record["y"], record["w"], record["h"])
+    face = crop_face(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box)
+    served = mlflow.pyfunc.load_model(f"models:/{pretrained.MODEL_NAME}@champion")
+    answer = served.predict(pd.DataFrame({"pixels": [" ".join(map(str, face.ravel()))]}))
+    assert answer["emotion"][0] == record["emotion"]
+    assert abs(answer["p_happy"][0] - record["p_happy"]) < 1e-3
