@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ferops.analysis import FaceResult
 from ferops.config import load_params
 from ferops.data.ingest import synthetic_faceset
 from ferops.data.scenes import paste, scene
@@ -140,8 +141,6 @@ def profile(video: Path, detector: FaceDetector, classifier: FaceClassifier) -> 
         t3 = time.perf_counter()
         probabilities = classifier.probabilities(faces) if faces is not None else []
         t4 = time.perf_counter()
-        from ferops.analysis import FaceResult
-
         tracker.update(
             frames, [FaceResult(b, p) for b, p in zip(boxes, probabilities, strict=True)]
         )

@@ -188,17 +188,9 @@ def predict(
 
     from ferops.analysis import FaceResult, analyse, draw, read_photo
     from ferops.data.image_folder import fit_face
-    from ferops.faces import Box, FaceDetector, to_grey
-    from ferops.runtime import resolve_classifier
+    from ferops.faces import Box, to_grey
 
-    layout = Layout(root)
-    params = _params(layout)
-    classifier = _guard(
-        lambda: resolve_classifier(
-            model, root=layout.root, model_name=params.register.model_name, runtime=runtime
-        )
-    )
-    finder = _guard(lambda: FaceDetector(detector))
+    classifier, finder = _face_pipeline(root, model, runtime, detector)
     records = []
     for photo in photos:
         image = _guard(lambda photo=photo: read_photo(photo))
@@ -249,18 +241,9 @@ def stream(
     root: RootOption = Path(),
 ) -> None:
     """Track faces through a video or camera and follow each one's emotion over time."""
-    from ferops.faces import FaceDetector
-    from ferops.runtime import resolve_classifier
     from ferops.stream import run_stream
 
-    layout = Layout(root)
-    params = _params(layout)
-    classifier = _guard(
-        lambda: resolve_classifier(
-            model, root=layout.root, model_name=params.register.model_name, runtime=runtime
-        )
-    )
-    finder = _guard(lambda: FaceDetector(detector, detect_width=detect_width or None))
+    classifier, finder = _face_pipeline(root, model, runtime, detector, detect_width or None)
     summary = _guard(
         lambda: run_stream(
             source,
@@ -276,6 +259,27 @@ def stream(
         f"{summary.frames} frames, {summary.faces} face detections, {summary.face_ids} distinct "
         f"faces, {summary.fps:.1f} frames/s ({classifier.runtime} runtime)"
     )
+
+
+def _face_pipeline(
+    root: Path,
+    model: str | None,
+    runtime: str,
+    detector: Path | None,
+    detect_width: int | None = None,
+):
+    """The classifier (`--model`, else the champion, else the shipped model) and the detector."""
+    from ferops.faces import FaceDetector
+    from ferops.runtime import resolve_classifier
+
+    layout = Layout(root)
+    params = _params(layout)
+    classifier = _guard(
+        lambda: resolve_classifier(
+            model, root=layout.root, model_name=params.register.model_name, runtime=runtime
+        )
+    )
+    return classifier, _guard(lambda: FaceDetector(detector, detect_width=detect_width))
 
 
 @app.command()

@@ -172,8 +172,9 @@ def evaluate(
             "tta_flip": {k: with_tta[k] for k in ("accuracy", "macro_f1")},
         },
     )
-    if run_file is not None and run_file.is_file() and json.loads(run_file.read_text())["run_id"]:
-        _log_to_training_run(json.loads(run_file.read_text()), headline, out_dir, root)
+    run = json.loads(run_file.read_text()) if run_file is not None and run_file.is_file() else {}
+    if run.get("run_id"):  # empty when trained with --no-track
+        _log_to_training_run(run, headline, out_dir, root)
     log.info(
         "test accuracy %.4f, macro F1 %.4f, ECE %.4f on %d images",
         metrics["accuracy"],

@@ -65,7 +65,6 @@ class FaceDetector:
             self._yunet = cv2.FaceDetectorYN.create(
                 str(model_path), "", (320, 320), score_threshold=score_threshold
             )
-            self.name = f"yunet:{Path(model_path).name}"
             return
         path = Path(model_path) if model_path else Path(cv2.data.haarcascades) / DEFAULT_CASCADE
         problem = f"{path}: not a readable OpenCV cascade (.xml) or YuNet model (.onnx)"
@@ -75,7 +74,6 @@ class FaceDetector:
             raise DataError(problem) from exc
         if self._cascade.empty():
             raise DataError(problem)
-        self.name = f"haar:{path.name}"
 
     def detect(self, grey: np.ndarray) -> list[Box]:
         """Boxes of the faces in a 2-D uint8 image, largest first."""

@@ -69,13 +69,14 @@ def litert_predict(path: Path, threads: int | None = None) -> Predict:
 
     interpreter = Interpreter(model_path=str(path), num_threads=threads)
     source = interpreter.get_input_details()[0]
-    sized = {"batch": -1}
+    batch = -1
 
     def predict(faces: np.ndarray) -> np.ndarray:
-        if sized["batch"] != len(faces):  # resizing reallocates: only when the batch changes
+        nonlocal batch
+        if batch != len(faces):  # resizing reallocates: only when the batch changes
             interpreter.resize_tensor_input(source["index"], [len(faces), *faces.shape[1:]])
             interpreter.allocate_tensors()
-            sized["batch"] = len(faces)
+            batch = len(faces)
         interpreter.set_tensor(source["index"], faces)
         interpreter.invoke()
         return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
@@ -131,8 +132,7 @@ def classifier_from_path(path: Path, runtime: str = "auto") -> FaceClassifier:
     kinds = {".keras": "keras_path", ".onnx": "onnx_path", ".tflite": "litert_path"}
     if suffix not in kinds:
         raise DataError(f"{path}: expected a .keras, .onnx or .tflite model file")
-    sidecar = path.with_suffix(".json")
-    preprocessing = json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    preprocessing = sidecar_preprocessing(path.with_suffix(".json"))
     kind = {".keras": "keras", ".onnx": "onnx", ".tflite": "litert"}[suffix]
     chosen = kind if runtime == "auto" else runtime
     return classifier_from_files(
@@ -142,20 +142,26 @@ def classifier_from_path(path: Path, runtime: str = "auto") -> FaceClassifier:
 
 def classifier_from_registry(uri: str, tracking: str, runtime: str = "auto") -> FaceClassifier:
     """The files of a registered pyfunc (`models:/name@alias`), downloaded once by MLflow."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    artifacts = local / "artifacts"
-    preprocessing_file = artifacts / "preprocessing.json"
+    artifacts = registered_files(uri, tracking)
     return classifier_from_files(
         keras_path=_first(artifacts, "*.keras"),
         onnx_path=_first(artifacts, "*.onnx"),
-        preprocessing=json.loads(preprocessing_file.read_text())
-        if preprocessing_file.is_file()
-        else None,
+        preprocessing=sidecar_preprocessing(artifacts / "preprocessing.json"),
         runtime=runtime,
     )
+
+
+def registered_files(uri: str, tracking: str) -> Path:
+    """The local folder holding a registered pyfunc's artifacts (model files, settings)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "artifacts"
+
+
+def sidecar_preprocessing(path: Path) -> dict[str, Any] | None:
+    """Contrast settings saved beside a model file, if any."""
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _first(folder: Path, pattern: str) -> Path | None:
@@ -192,22 +198,17 @@ def keras_model_with_preprocessing(
 ) -> tuple[Any, dict[str, Any]]:
     """A Keras model and its contrast settings, from a .keras file or the registry."""
     from ferops.models.registry import load_model
+    from ferops.tracking import tracking_uri
 
     if model is not None and model.endswith(".keras"):
         if not Path(model).is_file():
             raise DataError(f"{model}: model file not found")
-        sidecar = Path(model).with_suffix(".json")
-        preprocessing = json.loads(sidecar.read_text()) if sidecar.is_file() else NO_CONTRAST
-        return load_model(model), dict(preprocessing)
-    import mlflow
-
-    from ferops.tracking import tracking_uri
-
-    mlflow.set_tracking_uri(tracking_uri(root))
+        preprocessing = sidecar_preprocessing(Path(model).with_suffix(".json"))
+        return load_model(model), dict(preprocessing or NO_CONTRAST)
     uri = model or f"models:/{model_name}@champion"
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "artifacts"
+        artifacts = registered_files(uri, tracking_uri(root))
     except Exception as exc:  # MLflow raises several kinds for a missing model or alias
         raise DataError(f"cannot load {uri} from the registry ({type(exc).__name__})") from exc
-    preprocessing = json.loads((local / "preprocessing.json").read_text())
-    return load_model(local / "model.keras"), preprocessing
+    preprocessing = sidecar_preprocessing(artifacts / "preprocessing.json")
+    return load_model(artifacts / "model.keras"), dict(preprocessing or NO_CONTRAST)

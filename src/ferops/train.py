@@ -171,6 +171,7 @@ def train(
         "data_sha1": digest,
     }
     resume_state(state_dir, identity)
+    epochs_before = _logged_epochs(state_dir)
 
     with _tracking(track, root, params, spec, config, model, faceset, digest, tuned) as run:
         callbacks = [
@@ -205,7 +206,7 @@ def train(
         history["epoch"] = np.arange(1, len(history) + 1)
         best = float32_copy(keras.models.load_model(state_dir / "best.keras"), spec, params.seed)
         best_epoch = int(history["val_accuracy"].idxmax()) + 1
-        epochs_here = max(1, len(history) - int((state_dir / "resumed_at").read_text()))
+        epochs_here = max(1, len(history) - epochs_before)
         metrics = {
             "best_val_accuracy": float(history["val_accuracy"].max()),
             "best_epoch": best_epoch,
@@ -264,20 +265,19 @@ def resume_state(state_dir: Path, identity: dict[str, Any]) -> None:
     if marker.is_file() and json.loads(marker.read_text()) == json.loads(
         json.dumps(identity, default=str)
     ):
-        done = _resumed_epochs(state_dir)
-        log.info("resuming training from %s after %d epoch(s)", state_dir, done)
-        (state_dir / "resumed_at").write_text(str(done))
+        log.info(
+            "resuming training from %s after %d epoch(s)", state_dir, _logged_epochs(state_dir)
+        )
         return
     if state_dir.exists():
         log.info("discarding %s: it belongs to other settings or data", state_dir)
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
     write_json(marker, identity)
-    (state_dir / "resumed_at").write_text("0")
 
 
-def _resumed_epochs(state_dir: Path) -> int:
-    """Epochs already in the history log when this process started."""
+def _logged_epochs(state_dir: Path) -> int:
+    """Epochs finished so far, as the history log records them."""
     history = state_dir / "history.csv"
     return max(0, len(history.read_text().splitlines()) - 1) if history.is_file() else 0
 
@@ -285,7 +285,7 @@ def _resumed_epochs(state_dir: Path) -> int:
 def _best_so_far(state_dir: Path) -> float | None:
     """The best val accuracy of the epochs before a resume, so a worse epoch can't replace it."""
     history = state_dir / "history.csv"
-    if not history.is_file() or _resumed_epochs(state_dir) == 0:
+    if _logged_epochs(state_dir) == 0:
         return None
     return float(pd.read_csv(history)["val_accuracy"].max())
 
