@@ -41,6 +41,7 @@ def test_missing_params_file_is_named(tmp_path: Path):
         ({"model": {"attention": "se"}}, "model.attention"),
         ({"train": {"epochs": -1}}, "train.epochs"),
         ({"train": {"class_weight": "yes"}}, "train.class_weight"),
+        ({"train": {"mixup": -0.2}}, "train.mixup"),
         ({"tune": {"space": {"attention": []}}}, "tune.space.attention"),
         ({"tune": {"space": {"width": []}}}, "tune.space.width"),
         ({"tune": {"space": {"learning_rate": [0.01, 0.001]}}}, "tune.space.learning_rate"),

@@ -1,9 +1,10 @@
 """Training-time augmentation on the CPU with OpenCV, batch by batch in worker threads.
 
 One affine warp per face (rotation, zoom, shift), a horizontal flip, brightness and contrast
-jitter and random erasing. It is a Keras PyDataset, so it feeds any backend; it replaced the
-in-model Keras layers for FER2013 runs because their resampling ran orders of magnitude slower
-on JAX/GPU (and three resamples a face on CPU). Batch i of epoch e depends only on
+jitter and random erasing; optionally mixup. It is a Keras PyDataset, so it feeds any backend;
+it replaced the
+in-model Keras layers for FER2013 runs because their resampling ran orders of magnitude
+slower on JAX/GPU (and three resamples a face on CPU). Batch i of epoch e depends only on
 (seed, e, i), so runs repeat whatever the thread timing.
 """
 
@@ -47,8 +48,28 @@ def augment_faces(faces: np.ndarray, rng: np.random.Generator, strength: float) 
     return out
 
 
+def mixup(
+    faces: np.ndarray,
+    targets: np.ndarray,
+    weights: np.ndarray | None,
+    rng: np.random.Generator,
+    alpha: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Blend each face (and its label) with another face of the batch, by a weight drawn per
+    face from Beta(alpha, alpha): softer decision boundaries, a regulariser for long runs
+    (Zhang et al., 2018)."""
+    lam = rng.beta(alpha, alpha, size=len(faces)).astype(np.float32)
+    lam = np.maximum(lam, 1 - lam)  # the face keeps the larger share: its own label dominates
+    partner = rng.permutation(len(faces))
+    mixed = lam[:, None, None] * faces + (1 - lam[:, None, None]) * faces[partner]
+    mixed_targets = lam[:, None] * targets + (1 - lam[:, None]) * targets[partner]
+    mixed_weights = None if weights is None else lam * weights + (1 - lam) * weights[partner]
+    return mixed.astype(np.float32), mixed_targets.astype(np.float32), mixed_weights
+
+
 class AugmentedBatches(keras.utils.PyDataset):
-    """Shuffled, augmented (faces, one-hot labels[, weights]) batches for `model.fit`."""
+    """Shuffled, augmented (faces, one-hot labels[, weights]) batches for `model.fit`;
+    `strength` 0 leaves faces as they are, `mixup` 0 leaves them unblended."""
 
     def __init__(
         self,
@@ -58,12 +79,14 @@ class AugmentedBatches(keras.utils.PyDataset):
         batch_size: int,
         strength: float,
         seed: int,
+        mixup: float = 0.0,
         sample_weights: np.ndarray | None = None,
         workers: int = 4,
     ) -> None:
         super().__init__(workers=workers, use_multiprocessing=False)
         self.faces, self.targets, self.weights = faces, targets, sample_weights
         self.batch_size, self.strength, self.seed = batch_size, strength, seed
+        self.mixup = mixup
         self.epoch = 0
         self.order = self._shuffle()
 
@@ -76,8 +99,13 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        batch = (augment_faces(self.faces[picked], rng, self.strength), self.targets[picked])
-        return batch if self.weights is None else (*batch, self.weights[picked])
+        faces, targets = self.faces[picked], self.targets[picked]
+        weights = None if self.weights is None else self.weights[picked]
+        if self.strength > 0:
+            faces = augment_faces(faces, rng, self.strength)
+        if self.mixup > 0:
+            faces, targets, weights = mixup(faces, targets, weights, rng, self.mixup)
+        return (faces, targets) if weights is None else (faces, targets, weights)
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

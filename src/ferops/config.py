@@ -67,6 +67,7 @@ class TrainConfig:
     ema: bool = False  # validate, keep and ship an exponential moving average of the weights
     augment: float = 0.0  # OpenCV augmentation of training batches on CPU threads (0 = off)
     precision: str = "float32"  # or mixed_bfloat16
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup on training batches (0 = off; 0.2 is common)
 
 
 @dataclass(frozen=True)
@@ -192,6 +193,7 @@ def _train(reader: _Reader) -> TrainConfig:
         ema=reader.boolean("train.ema", False),
         augment=reader.number("train.augment", 0.0, minimum=0.0, maximum=2.0),
         precision=reader.choice("train.precision", "float32", ("float32", "mixed_bfloat16")),
+        mixup=reader.number("train.mixup", 0.0, minimum=0.0, maximum=10.0),
     )
 
 

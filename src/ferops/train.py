@@ -95,7 +95,7 @@ def fit(
     targets = keras.utils.to_categorical(train.y, NUM_CLASSES)
     weights = class_weights(train.y) if config.class_weight else None
     validation = (val.x, keras.utils.to_categorical(val.y, NUM_CLASSES))
-    if config.augment > 0:
+    if config.augment > 0 or config.mixup > 0:
         from ferops.augment import AugmentedBatches
 
         batches = AugmentedBatches(
@@ -103,6 +103,7 @@ def fit(
             targets,
             batch_size=config.batch_size,
             strength=config.augment,
+            mixup=config.mixup,
             seed=int(np.random.randint(0, 2**31 - 1)),  # seeded by seed_everything
             sample_weights=None if weights is None else np.array([weights[c] for c in train.y]),
         )
