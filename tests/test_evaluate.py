@@ -101,7 +101,8 @@ def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
     assert on_disk["n_images"] == len(tiny_faceset["test"])
-    assert 0 <= on_disk["tta_flip"]["accuracy"] <= 1 and "macro_f1" in on_disk["tta_flip"]
+    for name in ("tta_flip", "tta_flip_shift"):
+        assert 0 <= on_disk[name]["accuracy"] <= 1 and "macro_f1" in on_disk[name]
     assert (tmp_path / "evaluation" / "attention.png").stat().st_size > 0
     logged = mlflow.get_run(run.info.run_id)
     assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
@@ -110,7 +111,7 @@ def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
 
 
 def test_flip_tta_averages_each_face_with_its_mirror_image():
-    from ferops.evaluate import flip_tta
+    from ferops.evaluate import tta
 
     class BrightSide:  # says happy when the left half is brighter, sad otherwise
         def predict(self, faces, **kwargs):
@@ -119,6 +120,30 @@ def test_flip_tta_averages_each_face_with_its_mirror_image():
 
     faces = np.zeros((2, 48, 48), np.uint8)
     faces[:, :, :24] = 200
-    tta = flip_tta(BrightSide(), faces, BrightSide().predict(faces))
-    np.testing.assert_allclose(tta[:, 3], 0.5)
-    np.testing.assert_allclose(tta[:, 4], 0.5)
+    averaged = tta(BrightSide(), faces, BrightSide().predict(faces))
+    np.testing.assert_allclose(averaged[:, 3], 0.5)
+    np.testing.assert_allclose(averaged[:, 4], 0.5)
+
+
+def test_shift_tta_moves_faces_two_pixels_each_way_and_repeats_the_edge():
+    from ferops.evaluate import TTA_SHIFTS, shifted, tta
+
+    faces = np.random.default_rng(0).integers(0, 256, size=(3, 48, 48, 1), dtype=np.uint8)
+    right = shifted(faces, 2, 0)
+    np.testing.assert_array_equal(right[:, :, 2:], faces[:, :, :-2])
+    np.testing.assert_array_equal(right[:, :, 0], faces[:, :, 0])
+    up = shifted(faces, 0, -2)
+    np.testing.assert_array_equal(up[:, :-2], faces[:, 2:])
+
+    class CentreOfMass:  # "probabilities" that are the face's mean column, one per class
+        def predict(self, faces, **kwargs):
+            columns = np.arange(48)[None, None, :, None]
+            centre = (faces * columns).sum(axis=(1, 2, 3)) / faces.sum(axis=(1, 2, 3))
+            return np.repeat(centre[:, None], 7, axis=1)
+
+    model = CentreOfMass()
+    plain = model.predict(faces)
+    views = [faces[:, :, ::-1]] + [shifted(faces, dx, dy) for dx, dy in TTA_SHIFTS]
+    expected = np.mean([plain, *(model.predict(v) for v in views)], axis=0)
+    np.testing.assert_allclose(tta(model, faces, plain, shifts=True), expected)
+    assert not np.allclose(expected, tta(model, faces, plain))  # shifts add views
