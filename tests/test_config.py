@@ -46,6 +46,7 @@ def test_missing_params_file_is_named(tmp_path: Path):
         ({"tune": {"space": {"width": []}}}, "tune.space.width"),
         ({"tune": {"space": {"learning_rate": [0.01, 0.001]}}}, "tune.space.learning_rate"),
         ({"tune": {"n_trials": 0}}, "tune.n_trials"),
+        ({"tune": {"train_fraction": 0}}, "tune.train_fraction"),
     ],
 )
 def test_bad_model_training_or_search_config_is_refused_before_training(raw, key):

@@ -176,3 +176,26 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
     assert list(result.history["epoch"]) == [1, 2, 3]
     assert (tmp_path / "model.keras").is_file() and not (tmp_path / "state").exists()
     assert json.loads((tmp_path / "training" / "run.json").read_text())["run_id"] == ""
+
+
+def test_state_survives_an_upgrade_that_adds_a_default_setting_but_not_a_changed_one(tmp_path):
+    from ferops.train import resume_state
+
+    state = tmp_path / "state"
+    identity = {
+        "model": dataclasses.asdict(TINY_SPEC),
+        "train": dataclasses.asdict(TINY_TRAIN),
+        "seed": 42,
+        "data_sha1": "abc",
+    }
+    older = json.loads(json.dumps(identity))
+    del older["train"]["mixup"]  # written by a ferops that had no train.mixup yet
+    resume_state(state, older)
+    (state / "history.csv").write_text("epoch,val_accuracy\n0,0.5\n")
+
+    resume_state(state, identity)  # mixup at its default: the same run
+    assert (state / "history.csv").is_file()
+
+    mixed = {**identity, "train": {**identity["train"], "mixup": 0.2}}
+    resume_state(state, mixed)  # a real change: start afresh
+    assert not (state / "history.csv").exists()

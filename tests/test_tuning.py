@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -128,3 +129,19 @@ def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefec
     assert summary["failed"] == 1
     assert summary["complete"] + summary["pruned"] == 2
     shutil.rmtree(project / "reports", ignore_errors=True)
+
+
+def test_a_budget_search_trains_every_trial_on_the_same_balanced_subset(project, tiny_faceset):
+    from ferops.tuning import open_search
+
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["tune"]["train_fraction"] = 0.5
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    search = open_search(str(project), None, None, None)
+    train, whole = search.faceset["train"], tiny_faceset["train"]
+    assert len(train) == len(whole) // 2  # 12 faces of each class → 6
+    assert (np.bincount(train.y, minlength=7) == np.bincount(whole.y, minlength=7) // 2).all()
+    assert set(train.sources) < set(whole.sources)
+    assert len(search.faceset["val"]) == len(tiny_faceset["val"])  # scored on all of val
+    again = open_search(str(project), None, None, None).faceset["train"]
+    assert again.sources == train.sources

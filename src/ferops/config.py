@@ -90,6 +90,7 @@ class TuneConfig:
     study_name: str | None = None  # default: derived from data source and search settings
     pruner_startup_trials: int = 2
     pruner_warmup_epochs: int = 2
+    train_fraction: float = 1.0  # trials train on this share of each class (val stays whole)
     space: SearchSpace = field(default_factory=SearchSpace)
 
 
@@ -218,6 +219,7 @@ def _tune(reader: _Reader) -> TuneConfig:
     return TuneConfig(
         n_trials=reader.integer("tune.n_trials", 5, minimum=1),
         epochs=reader.integer("tune.epochs", 6, minimum=1),
+        train_fraction=reader.number("tune.train_fraction", 1.0, minimum=0.01, maximum=1.0),
         storage=reader.text("tune.storage", "sqlite:///optuna.db"),
         study_name=study_name,
         pruner_startup_trials=reader.integer("tune.pruner_startup_trials", 2, minimum=0),

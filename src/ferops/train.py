@@ -263,8 +263,8 @@ def float32_copy(model: keras.Model, spec: ModelSpec, seed: int) -> keras.Model:
 def resume_state(state_dir: Path, identity: dict[str, Any]) -> None:
     """Keep `state_dir` only if it belongs to this very run (same settings and data)."""
     marker = state_dir / "identity.json"
-    if marker.is_file() and json.loads(marker.read_text()) == json.loads(
-        json.dumps(identity, default=str)
+    if marker.is_file() and _same_run(
+        json.loads(marker.read_text()), json.loads(json.dumps(identity, default=str))
     ):
         log.info(
             "resuming training from %s after %d epoch(s)", state_dir, _logged_epochs(state_dir)
@@ -275,6 +275,21 @@ def resume_state(state_dir: Path, identity: dict[str, Any]) -> None:
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True)
     write_json(marker, identity)
+
+
+def _same_run(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Same settings and data; a setting that a newer ferops added, left at its default,
+    is no change (an upgrade mid-run must not throw hours of training away)."""
+    defaults = {
+        "model": dataclasses.asdict(ModelSpec()),
+        "train": dataclasses.asdict(TrainConfig()),
+    }
+    for section, settings in current.items():
+        if section in defaults and isinstance(stored.get(section), dict):
+            for key, value in settings.items():
+                if key not in stored[section] and value == defaults[section].get(key):
+                    stored[section][key] = value
+    return stored == current
 
 
 def _logged_epochs(state_dir: Path) -> int:

@@ -229,6 +229,8 @@ def open_search(
     storage_url = resolve_storage(storage or tune.storage, layout.root)
     name = study_name or tune.study_name or default_study_name(params)
     faceset = load_faceset(layout.processed)
+    if tune.train_fraction < 1:  # a search on a budget: every trial sees the same subset
+        faceset = {**faceset, "train": faceset["train"].sample(tune.train_fraction, params.seed)}
     with study_lock(storage_url, name):
         study = optuna.create_study(
             study_name=name,

@@ -47,6 +47,17 @@ class Split:
         idx = np.flatnonzero(keep) if keep.dtype == bool else keep
         return Split(self.x[idx], self.y[idx], [self.sources[i] for i in idx])
 
+    def sample(self, fraction: float, seed: int) -> Split:
+        """A seeded random `fraction` of each class (at least one face of each), in the
+        original order: a smaller split with the same class balance."""
+        rng = np.random.default_rng(seed)
+        keep = [
+            rng.choice(members, size=max(1, round(fraction * len(members))), replace=False)
+            for members in (np.flatnonzero(self.y == c) for c in range(NUM_CLASSES))
+            if len(members)
+        ]
+        return self.take(np.sort(np.concatenate(keep)))
+
 
 FaceSet = dict[str, Split]
 
