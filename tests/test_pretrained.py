@@ -29,6 +29,24 @@ def test_the_shipped_model_is_the_card_s_and_answers_with_probabilities(tiny_fac
     assert (pretrained.FOLDER / "MODEL_CARD.md").read_text().count(pretrained.SHA256) == 1
 
 
+def test_it_reads_the_synthetic_faces_expressions_it_never_saw():
+    """Trained on FER2013 photos only, it still calls the generator's open-mouthed faces
+    surprised and finds its smiles happier than its neutral faces: a check on the whole path
+    (sidecar contrast, input layout, class order) that any broken step would fail."""
+    from ferops.data.synthetic import balanced_labels, generate_faces
+    from ferops.emotions import EMOTIONS
+
+    rng = np.random.default_rng(0)
+    labels = balanced_labels(30, rng=rng)
+    faces = generate_faces(labels, rng=rng)
+    probabilities = classifier_from_path(pretrained.verified_model_file()).probabilities(faces)
+    happy, surprise, neutral = (EMOTIONS.index(e) for e in ("happy", "surprise", "neutral"))
+    said = probabilities.argmax(axis=1)
+    assert np.mean(said[labels == surprise] == surprise) > 0.8  # chance: 1/7
+    smiles, calm = probabilities[labels == happy], probabilities[labels == neutral]
+    assert smiles[:, happy].mean() > 3 * calm[:, happy].mean()
+
+
 @pytest.mark.slow
 def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset, monkeypatch):
     from mlflow import MlflowClient
