@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -145,3 +146,36 @@ def test_a_budget_search_trains_every_trial_on_the_same_balanced_subset(project,
     assert len(search.faceset["val"]) == len(tiny_faceset["val"])  # scored on all of val
     again = open_search(str(project), None, None, None).faceset["train"]
     assert again.sources == train.sources
+
+
+def test_trials_score_raw_weights_even_when_training_averages_them(
+    project, tiny_faceset, monkeypatch
+):
+    """A profile with train.ema (a 0.999 average, for long runs) must not leave a few-epoch
+    trial scored on weights that have barely left their start."""
+    import mlflow
+
+    import ferops.train as training
+    from ferops.tracking import use_experiment
+    from ferops.tuning import run_trial, suggest
+
+    params = load_params(project / "params.yaml")
+    params = dataclasses.replace(
+        params,
+        train=dataclasses.replace(params.train, ema=True),
+        tune=dataclasses.replace(params.tune, epochs=1),
+    )
+    seen = []
+    real_fit = training.fit
+
+    def recording_fit(model, faceset, config, **kwargs):
+        seen.append(config)
+        return real_fit(model, faceset, config, **kwargs)
+
+    monkeypatch.setattr(training, "fit", recording_fit)
+    trial = optuna.create_study(direction="maximize").ask()
+    experiment_id = use_experiment(project, params.data)
+    parent = mlflow.MlflowClient().create_run(experiment_id).info.run_id
+    candidate = suggest(trial, params.tune.space)
+    run_trial.fn(trial, candidate, tiny_faceset, params, parent, experiment_id, "test-worker")
+    assert [config.ema for config in seen] == [False]

@@ -119,6 +119,9 @@ def run_trial(
     from ferops.train import apply_tuned, fit, seed_everything
 
     spec, config = apply_tuned(params.model, params.train, candidate)
+    # A trial is a few hundred steps: too few for an average with momentum 0.999 to leave the
+    # initial weights, so the search scores the raw weights.
+    config = dataclasses.replace(config, ema=False)
     client = MlflowClient()
     run = client.create_run(
         experiment_id,
@@ -136,6 +139,7 @@ def run_trial(
         for key, value in candidate.items():
             client.log_param(run_id, key, value)
         seed_everything(params.seed + trial.number)
+        keras.mixed_precision.set_global_policy(config.precision)
         model = build_model(spec, seed=params.seed)
         client.log_param(run_id, "params", model.count_params())
         reporter = ReportToOptuna(trial)
