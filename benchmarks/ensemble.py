@@ -13,18 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from ferops.data.faceset import load_faceset
-from ferops.evaluate import classification_metrics, tta
+from ferops.evaluate import classification_metrics, view_probabilities
 from ferops.models.registry import load_model
 
-VIEWS = {"plain": None, "flip": False, "flip+shift": True}  # name → tta(shifts=...)
+VIEWS = ("plain", "flip", "flip+shift")
 
 
 def probabilities(model, faces: np.ndarray) -> dict[str, np.ndarray]:
     """The model's probabilities on the faces, plain and under each test-time augmentation."""
     plain = model.predict(faces, batch_size=256, verbose=0)
+    mirrored, *moved = view_probabilities(model, faces, shifts=True)
     return {
-        view: plain if shifts is None else tta(model, faces, plain, shifts=shifts)
-        for view, shifts in VIEWS.items()
+        "plain": plain,
+        "flip": np.mean([plain, mirrored], axis=0),
+        "flip+shift": np.mean([plain, mirrored, *moved], axis=0),
     }
 
 

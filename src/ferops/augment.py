@@ -2,9 +2,8 @@
 
 One affine warp per face (rotation, zoom, shift), a horizontal flip, brightness and contrast
 jitter and random erasing; optionally mixup. It is a Keras PyDataset, so it feeds any backend;
-it replaced the
-in-model Keras layers for FER2013 runs because their resampling ran orders of magnitude
-slower on JAX/GPU (and three resamples a face on CPU). Batch i of epoch e depends only on
+it replaced the in-model Keras layers for FER2013 runs because their resampling ran orders of
+magnitude slower on JAX/GPU (and three resamples a face on CPU). Batch i of epoch e depends only on
 (seed, e, i), so runs repeat whatever the thread timing.
 """
 

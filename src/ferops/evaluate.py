@@ -160,9 +160,12 @@ def evaluate(
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     headline = {k: v for k, v in metrics.items() if k != "per_class"}
+    mirrored, *moved = view_probabilities(model, test.x, shifts=True)  # each view once
     with_tta = {
-        name: classification_metrics(test.y, tta(model, test.x, probabilities, shifts=shifts))
-        for name, shifts in (("tta_flip", False), ("tta_flip_shift", True))
+        "tta_flip": classification_metrics(test.y, np.mean([probabilities, mirrored], axis=0)),
+        "tta_flip_shift": classification_metrics(
+            test.y, np.mean([probabilities, mirrored, *moved], axis=0)
+        ),
     }
     write_json(
         metrics_path,
@@ -197,13 +200,15 @@ def tta(
     """Mean probabilities over each face and its horizontal mirror (faces are near-symmetric)
     and, with `shifts`, the face moved 2 px each way: the views training augmentation taught
     the model to expect. `probabilities` are the model's on the faces as they are."""
+    return np.mean([probabilities, *view_probabilities(model, faces, shifts=shifts)], axis=0)
+
+
+def view_probabilities(model: Any, faces: np.ndarray, *, shifts: bool) -> list[np.ndarray]:
+    """The model's probabilities on the mirror images, then (with `shifts`) on each shift."""
     views = [faces[:, :, ::-1]]
     if shifts:
         views += [shifted(faces, dx, dy) for dx, dy in TTA_SHIFTS]
-    predictions = [
-        model.predict(np.ascontiguousarray(view), batch_size=256, verbose=0) for view in views
-    ]
-    return np.mean([probabilities, *predictions], axis=0)
+    return [model.predict(np.ascontiguousarray(v), batch_size=256, verbose=0) for v in views]
 
 
 def shifted(faces: np.ndarray, dx: int, dy: int) -> np.ndarray:

@@ -284,12 +284,13 @@ def _same_run(stored: dict[str, Any], current: dict[str, Any]) -> bool:
         "model": dataclasses.asdict(ModelSpec()),
         "train": dataclasses.asdict(TrainConfig()),
     }
-    for section, settings in current.items():
-        if section in defaults and isinstance(stored.get(section), dict):
-            for key, value in settings.items():
-                if key not in stored[section] and value == defaults[section].get(key):
-                    stored[section][key] = value
-    return stored == current
+    completed = {
+        section: {**defaults[section], **settings}
+        if section in defaults and isinstance(settings, dict)
+        else settings
+        for section, settings in stored.items()
+    }
+    return completed == current
 
 
 def _logged_epochs(state_dir: Path) -> int:
