@@ -42,6 +42,7 @@ def test_missing_params_file_is_named(tmp_path: Path):
         ({"train": {"epochs": -1}}, "train.epochs"),
         ({"train": {"class_weight": "yes"}}, "train.class_weight"),
         ({"train": {"mixup": -0.2}}, "train.mixup"),
+        ({"train": {"precision": "float16"}}, "train.precision"),
         ({"tune": {"space": {"attention": []}}}, "tune.space.attention"),
         ({"tune": {"space": {"width": []}}}, "tune.space.width"),
         ({"tune": {"space": {"learning_rate": [0.01, 0.001]}}}, "tune.space.learning_rate"),
@@ -58,3 +59,4 @@ def test_the_fer2013_profile_is_a_valid_params_file():
     profile = load_params(REPO / "params" / "fer2013.yaml")
     assert profile.data.source == "image-folder" and profile.model.variant == "res_attention_cnn"
     assert profile.train.ema and profile.train.augment == 1.0 and profile.model.augment == 0.0
+    assert profile.train.precision == "auto"  # bfloat16 only where it is faster

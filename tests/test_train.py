@@ -78,7 +78,9 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
         loaded.predict(faces, verbose=0), result.model.predict(faces, verbose=0), atol=1e-6
     )
 
-    run = mlflow.get_run(json.loads((tmp_path / "training" / "run.json").read_text())["run_id"])
+    record = json.loads((tmp_path / "training" / "run.json").read_text())
+    run = mlflow.get_run(record["run_id"])
+    assert record["precision"] == run.data.tags["ferops.precision"] == "float32"
     assert run.data.params["model.attention"] == "spatial"
     assert run.data.tags["ferops.stage"] == "train"
     steps = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")

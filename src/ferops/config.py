@@ -54,6 +54,10 @@ class ValidateConfig:
     )
 
 
+# Keras dtype policies, or auto: mixed_bfloat16 where the hardware computes in bfloat16.
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 15
@@ -66,7 +70,7 @@ class TrainConfig:
     use_tuned: bool = True  # take model/optimiser values from reports/tuning/best_params.json
     ema: bool = False  # validate, keep and ship an exponential moving average of the weights
     augment: float = 0.0  # OpenCV augmentation of training batches on CPU threads (0 = off)
-    precision: str = "float32"  # or mixed_bfloat16
+    precision: str = "float32"  # mixed_bfloat16, or auto: bfloat16 where the hardware has it
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup on training batches (0 = off; 0.2 is common)
 
 
@@ -193,7 +197,7 @@ def _train(reader: _Reader) -> TrainConfig:
         use_tuned=reader.boolean("train.use_tuned", True),
         ema=reader.boolean("train.ema", False),
         augment=reader.number("train.augment", 0.0, minimum=0.0, maximum=2.0),
-        precision=reader.choice("train.precision", "float32", ("float32", "mixed_bfloat16")),
+        precision=reader.choice("train.precision", "float32", PRECISIONS),
         mixup=reader.number("train.mixup", 0.0, minimum=0.0, maximum=10.0),
     )
 

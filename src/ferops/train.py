@@ -25,6 +25,7 @@ from ferops.emotions import NUM_CLASSES
 from ferops.errors import ConfigError
 from ferops.models.registry import build_model
 from ferops.models.spec import ModelSpec
+from ferops.precision import dtype_policy
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +164,8 @@ def train(
     faceset = load_faceset(processed)
     digest = dataset_digest(processed)
     seed_everything(params.seed)
-    keras.mixed_precision.set_global_policy(config.precision)
-    model = build_model(spec, seed=params.seed)
+    with dtype_policy(config.precision) as precision:  # the layers keep it; Keras' global not
+        model = build_model(spec, seed=params.seed)
     identity = {
         "model": dataclasses.asdict(spec),
         "train": dataclasses.asdict(config),
@@ -228,6 +229,7 @@ def train(
 
             run_id = run.info.run_id
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+            mlflow.set_tag("ferops.precision", precision)
             mlflow.log_artifact(str(model_path), "model")
             mlflow.log_artifact(str(report_dir / "history.csv"))
         write_json(
@@ -237,6 +239,7 @@ def train(
                 "experiment_id": run.info.experiment_id if run is not None else "",
                 "tracking_uri": _current_tracking_uri() if run is not None else "",
                 **identity,
+                "precision": precision,
                 "tuned": tuned,
             },
         )
@@ -253,9 +256,9 @@ def train(
 
 def float32_copy(model: keras.Model, spec: ModelSpec, seed: int) -> keras.Model:
     """The same weights in a fresh float32 model: no optimiser state (a third of the file)
-    and no bfloat16 policy, which CPUs run slowly and the ONNX export cannot take."""
-    keras.mixed_precision.set_global_policy("float32")
-    clean = build_model(spec, seed=seed)
+    and no bfloat16 policy, which most CPUs run slowly and the ONNX export cannot take."""
+    with dtype_policy("float32"):
+        clean = build_model(spec, seed=seed)
     clean.set_weights(model.get_weights())
     return clean
 

@@ -115,6 +115,7 @@ def run_trial(
     from mlflow import MlflowClient
 
     from ferops.models.registry import build_model
+    from ferops.precision import dtype_policy
     from ferops.tracking import EpochMetricsToMlflow
     from ferops.train import apply_tuned, fit, seed_everything
 
@@ -139,8 +140,9 @@ def run_trial(
         for key, value in candidate.items():
             client.log_param(run_id, key, value)
         seed_everything(params.seed + trial.number)
-        keras.mixed_precision.set_global_policy(config.precision)
-        model = build_model(spec, seed=params.seed)
+        with dtype_policy(config.precision) as precision:
+            model = build_model(spec, seed=params.seed)
+        client.log_param(run_id, "precision", precision)
         client.log_param(run_id, "params", model.count_params())
         reporter = ReportToOptuna(trial)
         history = fit(

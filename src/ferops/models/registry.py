@@ -66,7 +66,7 @@ def paper_cnn(spec: ModelSpec, seed: int) -> keras.Model:
     x = layers.Dropout(spec.dropout, seed=seed + 1, name="drop2")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(128, activation="relu", name="dense")(x)
-    emotions = layers.Dense(NUM_CLASSES, activation="softmax", name="emotion")(x)
+    emotions = emotion_head(x)
     return keras.Model(faces, emotions, name="paper_cnn")
 
 
@@ -90,7 +90,7 @@ def attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
         x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(spec.dropout, seed=seed + 99, name="head_drop")(x)
-    emotions = layers.Dense(NUM_CLASSES, activation="softmax", name="emotion")(x)
+    emotions = emotion_head(x)
     name = f"attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}"
     return keras.Model(faces, emotions, name=name)
 
@@ -116,9 +116,15 @@ def res_attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
             x = attention(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(spec.dropout, seed=seed + 99, name="head_drop")(x)
-    emotions = layers.Dense(NUM_CLASSES, activation="softmax", name="emotion")(x)
+    emotions = emotion_head(x)
     name = f"res_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}"
     return keras.Model(faces, emotions, name=name)
+
+
+def emotion_head(x: keras.KerasTensor) -> keras.KerasTensor:
+    """Seven softmax probabilities, in float32 even under mixed precision: bfloat16 resolves
+    probabilities near 1 only to about 0.004, too coarse for the loss and for calibration."""
+    return layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="emotion")(x)
 
 
 def residual_block(x: keras.KerasTensor, filters: int, stride: int, *, name: str):
