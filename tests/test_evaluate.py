@@ -94,16 +94,16 @@ def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
         processed=tmp_path / "processed",
         model_path=tmp_path / "model.keras",
         run_file=tmp_path / "run.json",
-        out_dir=tmp_path / "evaluation",
-        metrics_path=tmp_path / "metrics.json",
+        out_dir=tmp_path / "reports" / "evaluation",  # reports/ does not exist yet
+        metrics_path=tmp_path / "reports" / "metrics.json",
         root=tmp_path,
     )
-    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    on_disk = json.loads((tmp_path / "reports" / "metrics.json").read_text())
     assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
     assert on_disk["n_images"] == len(tiny_faceset["test"])
     for name in ("tta_flip", "tta_flip_shift"):
         assert 0 <= on_disk[name]["accuracy"] <= 1 and "macro_f1" in on_disk[name]
-    assert (tmp_path / "evaluation" / "attention.png").stat().st_size > 0
+    assert (tmp_path / "reports" / "evaluation" / "attention.png").stat().st_size > 0
     logged = mlflow.get_run(run.info.run_id)
     assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
     names = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "evaluation")]

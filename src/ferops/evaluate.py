@@ -152,6 +152,7 @@ def evaluate(
     test = load_faceset(processed)["test"]
     model = load_model(model_path)
     probabilities = model.predict(test.x, batch_size=256, verbose=0)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".evaluation.", dir=out_dir.parent))
     try:
         metrics = write_evaluation(test.y, probabilities, test.sources, staged)
