@@ -164,7 +164,7 @@ def train(
     faceset = load_faceset(processed)
     digest = dataset_digest(processed)
     seed_everything(params.seed)
-    with dtype_policy(config.precision) as precision:  # the layers keep it; Keras' global not
+    with dtype_policy(config.precision) as precision:  # its layers keep the policy
         model = build_model(spec, seed=params.seed)
     identity = {
         "model": dataclasses.asdict(spec),
