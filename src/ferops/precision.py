@@ -60,8 +60,8 @@ def resolve(policy: str) -> str:
 
 @contextmanager
 def dtype_policy(policy: str) -> Iterator[str]:
-    """Build and train models under `policy`, resolved; Keras' global policy is restored on
-    exit, so a model built later in the same process (a shipped float32 copy) is unaffected."""
+    """Build models under `policy`, resolved (their layers keep it for training); Keras' global
+    policy is restored on exit, so a model built later in the same process is unaffected."""
     previous = keras.mixed_precision.global_policy()
     resolved = resolve(policy)
     keras.mixed_precision.set_global_policy(resolved)
