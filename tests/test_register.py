@@ -72,11 +72,15 @@ def trained_model(faceset, path: Path, epochs: int) -> None:
 
 @pytest.fixture(scope="module")
 def learnable_faceset():
-    """Enough synthetic faces for a small net to learn in a few epochs."""
+    """Clean frontal synthetic faces (difficulty 0): a small net learns them in a few epochs on
+    every CPU's numeric path (0.995 test accuracy after 8 epochs with oneDNN on and off, AMD
+    AVX512-BF16), where the default nuisances left it near chance on one Intel AMX CPU (0.19)."""
     from ferops.config import DataConfig, SyntheticConfig
     from ferops.data.ingest import synthetic_faceset
 
-    sizes = SyntheticConfig(train_per_class=150, val_per_class=30, test_per_class=30)
+    sizes = SyntheticConfig(
+        train_per_class=150, val_per_class=30, test_per_class=30, difficulty=0.0
+    )
     return synthetic_faceset(DataConfig(synthetic=sizes), seed=5)
 
 
@@ -119,11 +123,12 @@ def test_a_weaker_model_is_registered_but_refused_and_a_failure_moves_nothing(
     trained_model(learnable_faceset, tmp_path / "model.keras", epochs=8)
     first = register_in(tmp_path, params, learnable_faceset)
     assert first["alias"] == "champion" and first["version"] == 1
-    assert first["candidate_accuracy"] > 0.25  # chance is 0.14
 
     trained_model(learnable_faceset, tmp_path / "model.keras", epochs=0)  # untrained: weaker
     second = register_in(tmp_path, params, learnable_faceset)
     assert second["alias"] == "challenger" and second["version"] == 2
+    # Relative, with a wide margin: trained beats untrained by far (chance is 0.14).
+    assert first["candidate_accuracy"] > second["candidate_accuracy"] + 0.3
     assert second["champion_accuracy"] == pytest.approx(first["candidate_accuracy"])
     assert second["p_value"] < 0.05 and "not better" in second["reason"]
     client = mlflow.MlflowClient()
