@@ -25,8 +25,8 @@ from pathlib import Path
 import optuna
 
 from ferops.config import load_params
+from ferops.search import default_study_name, write_tuning_reports
 from ferops.services import local_postgres, mlflow_server, prefect_server, stop_group
-from ferops.tuning import default_study_name, write_tuning_reports
 
 
 def main() -> int:

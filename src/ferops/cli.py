@@ -335,11 +335,36 @@ def tune(
     trials: Annotated[int | None, typer.Option(help="Total trials; default tune.n_trials.")] = None,
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL.")] = None,
     study: Annotated[str | None, typer.Option(help="Study name to create or resume.")] = None,
+    track: Annotated[
+        bool,
+        typer.Option(
+            help="Run as a Prefect flow with MLflow runs (--no-track: neither, for a machine "
+            "without them; `ferops import-runs` logs the trials afterwards)."
+        ),
+    ] = True,
 ) -> None:
     """Search model variants and optimiser settings with Optuna, as a Prefect flow."""
+    if not track:
+        from ferops.search import untracked_search
+
+        _guard(lambda: untracked_search(root=str(root), n_trials=trials, storage=storage))
+        return
     from ferops.tuning import tune_flow
 
     _guard(lambda: tune_flow(root=str(root), n_trials=trials, storage=storage, study_name=study))
+
+
+@app.command("import-runs")
+def import_runs(root: RootOption = Path()) -> None:
+    """Log a search and a training run made with --no-track (e.g. on a lent GPU) to MLflow,
+    and copy a journal-file study into the RDB storage of tune.storage."""
+    from ferops.run_import import import_runs as run_import
+
+    layout = Layout(root)
+    params = _params(layout)
+    outcome = _guard(lambda: run_import(params, layout))
+    for line in outcome:
+        typer.echo(line)
 
 
 @app.command("tune-worker")

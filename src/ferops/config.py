@@ -56,6 +56,9 @@ class ValidateConfig:
 
 # Keras dtype policies, or auto: mixed_bfloat16 where the hardware computes in bfloat16.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+# adamw: AdamW with cosine decay; sgd: SGD with Nesterov momentum and a step schedule.
+OPTIMIZERS = ("adamw", "sgd")
+PRUNERS = ("median", "hyperband")
 
 
 @dataclass(frozen=True)
@@ -72,18 +75,27 @@ class TrainConfig:
     augment: float = 0.0  # OpenCV augmentation of training batches on CPU threads (0 = off)
     precision: str = "float32"  # mixed_bfloat16, or auto: bfloat16 where the hardware has it
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup on training batches (0 = off; 0.2 is common)
+    optimizer: str = "adamw"  # adamw (cosine decay) or sgd (Nesterov momentum, step decay)
 
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Choices (lists) and ranges ([low, high]) Optuna samples from."""
+    """Choices (lists) and ranges ([low, high]) Optuna samples from. A dimension left out
+    (None) is not searched: trials keep the configured model.* / train.* value."""
 
     attention: tuple[str, ...] = ("none", "spatial", "cbam")
     width: tuple[int, ...] = (16, 24)
     depth: tuple[int, ...] = (2, 3)
     dropout: tuple[float, float] = (0.1, 0.5)
-    learning_rate: tuple[float, float] = (1e-3, 6e-3)
+    learning_rate: tuple[float, float] = (1e-3, 6e-3)  # AdamW's
     label_smoothing: tuple[float, float] = (0.0, 0.1)
+    variant: tuple[str, ...] | None = None
+    blocks: tuple[int, ...] | None = None
+    stem_pool: tuple[bool, ...] | None = None
+    jitter: tuple[float, float] | None = None
+    optimizer: tuple[str, ...] | None = None
+    sgd_learning_rate: tuple[float, float] = (0.01, 0.1)  # SGD's, when it is tried
+    weight_decay: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +105,10 @@ class TuneConfig:
     storage: str = "sqlite:///optuna.db"
     study_name: str | None = None  # default: derived from data source and search settings
     pruner_startup_trials: int = 2
-    pruner_warmup_epochs: int = 2
+    pruner_warmup_epochs: int = 2  # median: no pruning before; hyperband: the first rung
     train_fraction: float = 1.0  # trials train on this share of each class (val stays whole)
+    pruner: str = "median"  # median, or hyperband (successive halving over epoch rungs)
+    max_minutes: float | None = None  # no new trial starts after this long (None: no limit)
     space: SearchSpace = field(default_factory=SearchSpace)
 
 
@@ -182,6 +196,8 @@ def _model(reader: _Reader) -> ModelSpec:
         blocks=reader.integer("model.blocks", 1, minimum=1),
         dropout=reader.number("model.dropout", 0.3, minimum=0.0, maximum=0.9),
         augment=reader.number("model.augment", 0.3, minimum=0.0, maximum=3.0),
+        stem_pool=reader.boolean("model.stem_pool", True),
+        jitter=reader.number("model.jitter", 0.0, minimum=0.0, maximum=2.0),
     )
 
 
@@ -199,6 +215,7 @@ def _train(reader: _Reader) -> TrainConfig:
         augment=reader.number("train.augment", 0.0, minimum=0.0, maximum=2.0),
         precision=reader.choice("train.precision", "float32", PRECISIONS),
         mixup=reader.number("train.mixup", 0.0, minimum=0.0, maximum=10.0),
+        optimizer=reader.choice("train.optimizer", "adamw", OPTIMIZERS),
     )
 
 
@@ -216,6 +233,27 @@ def _tune(reader: _Reader) -> TuneConfig:
         label_smoothing=reader.interval(
             "tune.space.label_smoothing", [0.0, 0.1], minimum=0.0, maximum=0.5
         ),
+        variant=reader.optional(
+            "tune.space.variant", lambda key: reader.choices(key, [], allowed=MODEL_VARIANTS)
+        ),
+        blocks=reader.optional("tune.space.blocks", lambda key: reader.choices(key, [], kind=int)),
+        stem_pool=reader.optional(
+            "tune.space.stem_pool", lambda key: reader.choices(key, [], kind=bool)
+        ),
+        jitter=reader.optional(
+            "tune.space.jitter",
+            lambda key: reader.interval(key, [], minimum=0.0, maximum=2.0),
+        ),
+        optimizer=reader.optional(
+            "tune.space.optimizer", lambda key: reader.choices(key, [], allowed=OPTIMIZERS)
+        ),
+        sgd_learning_rate=reader.interval(
+            "tune.space.sgd_learning_rate", [0.01, 0.1], minimum=1e-7, maximum=1.0
+        ),
+        weight_decay=reader.optional(
+            "tune.space.weight_decay",
+            lambda key: reader.interval(key, [], minimum=0.0, maximum=1.0),
+        ),
     )
     study_name = reader._get("tune.study_name", None)
     if study_name is not None and (not isinstance(study_name, str) or not study_name):
@@ -228,6 +266,10 @@ def _tune(reader: _Reader) -> TuneConfig:
         study_name=study_name,
         pruner_startup_trials=reader.integer("tune.pruner_startup_trials", 2, minimum=0),
         pruner_warmup_epochs=reader.integer("tune.pruner_warmup_epochs", 2, minimum=0),
+        pruner=reader.choice("tune.pruner", "median", PRUNERS),
+        max_minutes=reader.optional(
+            "tune.max_minutes", lambda key: reader.number(key, 0.0, minimum=0.1)
+        ),
         space=space,
     )
 
@@ -302,7 +344,7 @@ class _Reader:
         if not isinstance(value, list) or not value:
             raise self._fail(key, "a non-empty list (the search space may not be empty)", value)
         for item in value:
-            if isinstance(item, bool) or not isinstance(item, kind):
+            if (isinstance(item, bool) and kind is not bool) or not isinstance(item, kind):
                 raise self._fail(key, f"a list of {kind.__name__}", value)
             if allowed and item not in allowed:
                 raise self._fail(key, f"a list drawn from {', '.join(allowed)}", value)
@@ -323,6 +365,10 @@ class _Reader:
         if not ok or not (minimum <= value[0] <= value[1] <= maximum):
             raise self._fail(key, f"[low, high] with {minimum} <= low <= high <= {maximum}", value)
         return float(value[0]), float(value[1])
+
+    def optional(self, key: str, read: Any) -> Any:
+        """None when `key` is absent or null, else what `read(key)` makes of it."""
+        return None if self._get(key, None) is None else read(key)
 
     def mapping(self, key: str, default: dict[str, Any]) -> dict[str, Any]:
         value = self._get(key, default)

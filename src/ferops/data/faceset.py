@@ -42,6 +42,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
+    def content_sha1(self) -> str:
+        """The identity of the split's pixels and labels, whatever file holds them."""
+        return hashlib.sha1(self.x.tobytes() + self.y.astype(np.int8).tobytes()).hexdigest()
+
     def take(self, keep: np.ndarray) -> Split:
         """Return the split restricted to the indices (or boolean mask) `keep`."""
         idx = np.flatnonzero(keep) if keep.dtype == bool else keep
@@ -64,7 +68,7 @@ FaceSet = dict[str, Split]
 
 def face_sha1(faces: np.ndarray) -> list[str]:
     """Return the sha1 of each face's pixel bytes: identical pixels, identical hash."""
-    flat = np.ascontiguousarray(faces).reshape(len(faces), -1)
+    flat = np.ascontiguousarray(faces).reshape(len(faces), int(np.prod(faces.shape[1:])))
     return [hashlib.sha1(row.tobytes()).hexdigest() for row in flat]
 
 

@@ -13,6 +13,7 @@ from keras import layers
 
 from ferops.emotions import NUM_CLASSES
 from ferops.models.attention import attention_block
+from ferops.models.jitter import FaceJitter
 from ferops.models.spec import ModelSpec
 
 FACE_SIZE = 48
@@ -34,6 +35,8 @@ def face_input(spec: ModelSpec, seed: int) -> tuple[keras.KerasTensor, keras.Ker
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
     if spec.augment > 0:
         x = augmentation(spec.augment, seed)(x)
+    if spec.jitter > 0:
+        x = FaceJitter(spec.jitter, seed=seed + 7, name="jitter")(x)
     return faces, x
 
 
@@ -100,12 +103,14 @@ def res_attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
     then `depth` stages of `blocks` residual blocks (each stage halves the map and doubles the
     width), an attention block closing each stage, global average pooling and dropout.
 
-    Width 32, depth 4, one block: about 1.2 M parameters and 35 M multiply-adds per face."""
+    Width 32, depth 4, one block: about 1.2 M parameters and 35 M multiply-adds per face.
+    `stem_pool=False` keeps the first stage at 48x48 (four times the work of that stage)."""
     faces, x = face_input(spec, seed)
     x = layers.Conv2D(spec.width, 3, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
-    x = layers.MaxPooling2D(name="stem_pool")(x)
+    if spec.stem_pool:
+        x = layers.MaxPooling2D(name="stem_pool")(x)
     for stage in range(spec.depth):
         filters = spec.width * 2**stage
         for block in range(spec.blocks):
@@ -117,7 +122,40 @@ def res_attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(spec.dropout, seed=seed + 99, name="head_drop")(x)
     emotions = emotion_head(x)
-    name = f"res_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}"
+    pool = "" if spec.stem_pool else "_full"
+    name = f"res_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}{pool}"
+    return keras.Model(faces, emotions, name=name)
+
+
+def vgg_attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
+    """A VGG-style CNN at full resolution, the shape of the strongest from-scratch FER2013
+    models (Khaireddin & Chen 2021): no stride or pooling before the first `blocks` 3x3
+    conv+BN+ReLU layers at 48x48, then `depth` stages that each max-pool and double the width
+    (at most 512), an attention block closing each stage, and a dense head on the flattened map.
+
+    Width 64, depth 4, two layers a stage: about 6 M parameters and 470 M multiply-adds a face,
+    a model for accuracy (and a GPU to train it), not for real-time CPU inference."""
+    faces, x = face_input(spec, seed)
+    for stage in range(spec.depth):
+        filters = min(spec.width * 2**stage, 512)
+        for layer in range(spec.blocks):
+            x = layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, name=f"s{stage}_conv{layer}"
+            )(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"s{stage}_bn{layer}")(x)
+            x = layers.ReLU(name=f"s{stage}_relu{layer}")(x)
+        attention = attention_block(spec.attention, name=f"s{stage}_attention")
+        if attention is not None:
+            x = attention(x)
+        x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(spec.dropout, seed=seed + 98, name="flat_drop")(x)
+    x = layers.Dense(256, use_bias=False, name="dense")(x)
+    x = layers.BatchNormalization(momentum=0.9, name="dense_bn")(x)
+    x = layers.ReLU(name="dense_relu")(x)
+    x = layers.Dropout(spec.dropout, seed=seed + 99, name="head_drop")(x)
+    emotions = emotion_head(x)
+    name = f"vgg_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}"
     return keras.Model(faces, emotions, name=name)
 
 
@@ -147,6 +185,7 @@ MODEL_BUILDERS: dict[str, Callable[[ModelSpec, int], keras.Model]] = {
     "paper_cnn": paper_cnn,
     "attention_cnn": attention_cnn,
     "res_attention_cnn": res_attention_cnn,
+    "vgg_attention_cnn": vgg_attention_cnn,
 }
 
 
