@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,16 @@ def test_missing_params_file_is_named(tmp_path: Path):
         ({"tune": {"space": {"learning_rate": [0.01, 0.001]}}}, "tune.space.learning_rate"),
         ({"tune": {"n_trials": 0}}, "tune.n_trials"),
         ({"tune": {"train_fraction": 0}}, "tune.train_fraction"),
+        ({"train": {"optimizer": "rmsprop"}}, "train.optimizer"),
+        ({"model": {"stem_pool": "no"}}, "model.stem_pool"),
+        ({"model": {"jitter": -1}}, "model.jitter"),
+        ({"tune": {"pruner": "asha"}}, "tune.pruner"),
+        ({"tune": {"max_minutes": 0}}, "tune.max_minutes"),
+        ({"tune": {"space": {"variant": ["vgg16"]}}}, "tune.space.variant"),
+        ({"tune": {"space": {"optimizer": ["sgd", "lion"]}}}, "tune.space.optimizer"),
+        ({"tune": {"space": {"stem_pool": [1]}}}, "tune.space.stem_pool"),
+        ({"tune": {"space": {"blocks": [0]}}}, "tune.space.blocks"),
+        ({"tune": {"space": {"weight_decay": [0.1]}}}, "tune.space.weight_decay"),
     ],
 )
 def test_bad_model_training_or_search_config_is_refused_before_training(raw, key):
@@ -60,3 +71,29 @@ def test_the_fer2013_profile_is_a_valid_params_file():
     assert profile.data.source == "image-folder" and profile.model.variant == "res_attention_cnn"
     assert profile.train.ema and profile.train.augment == 1.0 and profile.model.augment == 0.0
     assert profile.train.precision == "auto"  # bfloat16 only where it is faster
+
+
+def test_the_gpu_profile_searches_the_full_resolution_family_and_trains_the_winner():
+    profile = load_params(REPO / "params" / "fer2013-gpu.yaml")
+    assert profile.train.use_tuned and profile.tune.pruner == "hyperband"
+    assert set(profile.tune.space.variant) == {"vgg_attention_cnn", "res_attention_cnn"}
+    assert set(profile.tune.space.optimizer) == {"adamw", "sgd"}
+    assert False in profile.tune.space.stem_pool  # full 48x48 first stages are candidates
+    assert profile.preprocess.contrast == "none" and profile.train.augment == 0.0
+    assert profile.model.jitter > 0  # augmentation inside the model, on the GPU
+    assert profile.tune.storage.startswith("journal:")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"train": {"epoch": 3}}, "unknown key train.epoch; did you mean train.epochs?"),
+        ({"modle": {"width": 8}}, "unknown key modle; did you mean model?"),
+        ({"data": {"synthetic": {"difficult": 1}}}, "data.synthetic.difficult"),
+        ({"tune": {"space": {"widht": [4]}}}, "did you mean tune.space.width?"),
+        ({"validate": {"min_split_size": {"tests": 5}}}, "validate.min_split_size.tests"),
+    ],
+)
+def test_a_typo_in_a_key_is_refused_naming_the_key_it_resembles(raw, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_params(raw)

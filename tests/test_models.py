@@ -68,3 +68,60 @@ def test_an_unknown_variant_or_attention_is_named():
         build_model(ModelSpec(variant="resnet"))
     with pytest.raises(ValueError, match="unknown attention 'se'"):
         build_model(ModelSpec(attention="se"))
+
+
+def test_face_jitter_moves_flips_and_erases_in_training_only_and_survives_save(tmp_path):
+    from ferops.models.jitter import MAX_SHIFT, FaceJitter
+
+    faces = np.zeros((64, 48, 48, 1), "float32")
+    faces[:, 20:28, 20:28] = 1.0  # a bright square in the middle of a dark face
+    jitter = FaceJitter(1.0, seed=3)
+    np.testing.assert_array_equal(jitter(faces, training=False), faces)
+    moved = np.asarray(jitter(faces, training=True))
+    assert moved.shape == faces.shape and moved.min() >= 0.0 and moved.max() <= 1.0
+    # The square's centre (its brightest pixels; brightness, contrast and erasing vary) stays
+    # within MAX_SHIFT pixels of where it was, and it moves.
+    bright = [face[..., 0] > (face.max() + np.median(face)) / 2 for face in moved]
+    centres = [np.argwhere(b).mean(axis=0) for b in bright if 40 <= b.sum() <= 64]
+    assert len(centres) > 16
+    offsets = np.abs(np.array(centres) - 23.5)
+    assert offsets.max() <= MAX_SHIFT + 0.5 and offsets.max() >= 1
+    model = build_model(ModelSpec(variant="vgg_attention_cnn", width=4, depth=2, jitter=1.0))
+    model.save(tmp_path / "jitter.keras")
+    loaded = keras.models.load_model(tmp_path / "jitter.keras")
+    assert isinstance(loaded.get_layer("jitter"), FaceJitter)
+    np.testing.assert_allclose(loaded(FACES), model(FACES), rtol=1e-6, atol=1e-6)
+
+
+def test_the_full_resolution_variants_keep_48x48_in_their_first_stage():
+    vgg = build_model(ModelSpec(variant="vgg_attention_cnn", width=8, depth=3, blocks=2))
+    assert tuple(vgg.get_layer("s0_conv1").output.shape[1:3]) == (48, 48)
+    assert tuple(vgg.get_layer("s2_pool").output.shape[1:]) == (6, 6, 32)
+    pooled = build_model(ModelSpec(variant="res_attention_cnn", width=8, depth=2))
+    full = build_model(ModelSpec(variant="res_attention_cnn", width=8, depth=2, stem_pool=False))
+    assert tuple(pooled.get_layer("s0_b0_out").output.shape[1:3]) == (24, 24)
+    assert tuple(full.get_layer("s0_b0_out").output.shape[1:3]) == (48, 48)
+    assert pooled.count_params() == full.count_params()  # same weights, four times the work
+
+
+def test_sgd_steps_its_learning_rate_down_at_half_and_three_quarters():
+    from ferops.config import TrainConfig
+    from ferops.train import make_optimizer
+
+    sgd = make_optimizer(TrainConfig(optimizer="sgd", learning_rate=0.1), steps=100)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.9
+    rates = [float(sgd._learning_rate(step)) for step in (0, 49, 51, 74, 76, 99)]
+    np.testing.assert_allclose(rates, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+    adamw = make_optimizer(TrainConfig(optimizer="adamw", learning_rate=0.1), steps=100)
+    assert isinstance(adamw, keras.optimizers.AdamW)
+
+
+@pytest.mark.parametrize("variant", ["res_attention_cnn", "vgg_attention_cnn"])
+def test_full_resolution_variants_train_a_step_without_crashing(variant):
+    """A strided 1x1 projection on a 48x48 map crashed TensorFlow's oneDNN kernels in training
+    (segmentation fault); the residual blocks average-pool before projecting instead."""
+    model = build_model(ModelSpec(variant=variant, width=4, depth=2, stem_pool=False, jitter=1.0))
+    model.compile("adam", "categorical_crossentropy")
+    targets = keras.utils.to_categorical([0, 1], 7)
+    loss = model.train_on_batch(FACES, targets)
+    assert np.isfinite(loss)

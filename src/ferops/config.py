@@ -5,6 +5,8 @@ Every check names the dotted key that is wrong, so a typo fails before any work 
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -143,8 +145,10 @@ def load_params(path: Path = Path("params.yaml")) -> Params:
 
 
 def parse_params(raw: dict[str, Any], *, origin: str = "params") -> Params:
-    """Build Params from a plain dict (as read from YAML), checking every value."""
+    """Build Params from a plain dict (as read from YAML), checking every value; a key that
+    no setting has (a typo such as `train.epoch`) is refused, naming the closest real key."""
     reader = _Reader(raw, origin)
+    _refuse_unknown_keys(raw, Params(), origin)
     synthetic = SyntheticConfig(
         train_per_class=reader.integer("data.synthetic.train_per_class", 400, minimum=1),
         val_per_class=reader.integer("data.synthetic.val_per_class", 100, minimum=1),
@@ -272,6 +276,25 @@ def _tune(reader: _Reader) -> TuneConfig:
         ),
         space=space,
     )
+
+
+def _refuse_unknown_keys(raw: Any, settings: Any, origin: str, prefix: str = "") -> None:
+    """Walk `raw` along the dataclass tree of `settings`; raise on the first key it lacks."""
+    if not isinstance(raw, dict):
+        return  # a value where a section belongs: the typed reader names it
+    known = (
+        {f.name for f in dataclasses.fields(settings)}
+        if dataclasses.is_dataclass(settings)
+        else set(settings)
+    )
+    for key, value in raw.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            raise ConfigError(f"{origin}: unknown key {prefix}{key}{hint}")
+        child = getattr(settings, key) if dataclasses.is_dataclass(settings) else None
+        if dataclasses.is_dataclass(child) or isinstance(child, dict):
+            _refuse_unknown_keys(value, child, origin, f"{prefix}{key}.")
 
 
 class _Reader:

@@ -104,7 +104,6 @@ def _import_search(params: Params, layout: Layout, experiment_id: str) -> str:
 
 def _trial_run(client, experiment_id, parent_id, study_name, trial, history) -> None:
     import optuna
-    from mlflow.entities import Metric
 
     pruned = trial.state == optuna.trial.TrialState.PRUNED
     run = client.create_run(
@@ -123,27 +122,33 @@ def _trial_run(client, experiment_id, parent_id, study_name, trial, history) -> 
     for key, value in best_candidate(trial).items():
         client.log_param(run.info.run_id, key, value)
     epochs = history[history["trial"] == trial.number]
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(key, float(row[key]), now, int(row["epoch"]) - 1)
-        for _, row in epochs.iterrows()
-        for key in EPOCH_METRICS
-        if key in row and pd.notna(row[key])
-    ]
     if len(epochs):
         client.log_param(run.info.run_id, "precision", epochs["precision"].iloc[0])
         client.log_param(run.info.run_id, "params", int(epochs["parameters"].iloc[0]))
-    for start in range(0, len(metrics), 900):  # MLflow takes at most 1,000 a batch
-        client.log_batch(run.info.run_id, metrics=metrics[start : start + 900])
+    log_epochs(client, run.info.run_id, epochs)
     if trial.value is not None:
         client.log_metric(run.info.run_id, "best_val_accuracy", float(trial.value))
     state = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(trial.state.name, "FAILED")
     client.set_terminated(run.info.run_id, state)
 
 
+def log_epochs(client: Any, run_id: str, history: pd.DataFrame) -> None:
+    """Each epoch's metrics at step epoch - 1, as the live callback logs them."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key, float(row[key]), now, int(row["epoch"]) - 1)
+        for _, row in history.iterrows()
+        for key in EPOCH_METRICS
+        if key in row and pd.notna(row[key])
+    ]
+    for start in range(0, len(metrics), 900):  # MLflow takes at most 1,000 a batch
+        client.log_batch(run_id, metrics=metrics[start : start + 900])
+
+
 def _import_training(layout: Layout, experiment_id: str) -> str:
     import mlflow
-    from mlflow.entities import Metric
 
     from ferops.tracking import dataset_digest, flatten, tracking_uri
 
@@ -172,15 +177,7 @@ def _import_training(layout: Layout, experiment_id: str) -> str:
     flat = flatten({"model": record["model"], "train": record["train"], "seed": record["seed"]})
     for key, value in flat.items():
         client.log_param(run_id, key, value)
-    now = int(time.time() * 1000)
-    epoch_metrics = [
-        Metric(key, float(row[key]), now, int(row["epoch"]) - 1)
-        for _, row in history.iterrows()
-        for key in EPOCH_METRICS
-        if key in row and pd.notna(row[key])
-    ]
-    for start in range(0, len(epoch_metrics), 900):
-        client.log_batch(run_id, metrics=epoch_metrics[start : start + 900])
+    log_epochs(client, run_id, history)
     for key, value in metrics.items():
         client.log_metric(run_id, key, float(value))
     client.log_artifact(run_id, str(layout.model), "model")

@@ -79,18 +79,7 @@ def attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
     and dropout sits only in the head: with dropout inside the stages, or global average
     pooling, learning stalled at chance for 5+ epochs on the synthetic faces."""
     faces, x = face_input(spec, seed)
-    for stage in range(spec.depth):
-        filters = spec.width * 2**stage
-        for conv in range(2):
-            x = layers.Conv2D(
-                filters, 3, padding="same", use_bias=False, name=f"s{stage}_conv{conv}"
-            )(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"s{stage}_bn{conv}")(x)
-            x = layers.ReLU(name=f"s{stage}_relu{conv}")(x)
-        block = attention_block(spec.attention, name=f"s{stage}_attention")
-        if block is not None:
-            x = block(x)
-        x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)
+    x = plain_stages(x, spec, convs_per_stage=2)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(spec.dropout, seed=seed + 99, name="head_drop")(x)
     emotions = emotion_head(x)
@@ -136,18 +125,7 @@ def vgg_attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
     Width 64, depth 4, two layers a stage: about 6 M parameters and 470 M multiply-adds a face,
     a model for accuracy (and a GPU to train it), not for real-time CPU inference."""
     faces, x = face_input(spec, seed)
-    for stage in range(spec.depth):
-        filters = min(spec.width * 2**stage, 512)
-        for layer in range(spec.blocks):
-            x = layers.Conv2D(
-                filters, 3, padding="same", use_bias=False, name=f"s{stage}_conv{layer}"
-            )(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"s{stage}_bn{layer}")(x)
-            x = layers.ReLU(name=f"s{stage}_relu{layer}")(x)
-        attention = attention_block(spec.attention, name=f"s{stage}_attention")
-        if attention is not None:
-            x = attention(x)
-        x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)
+    x = plain_stages(x, spec, convs_per_stage=spec.blocks)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(spec.dropout, seed=seed + 98, name="flat_drop")(x)
     x = layers.Dense(256, use_bias=False, name="dense")(x)
@@ -157,6 +135,25 @@ def vgg_attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
     emotions = emotion_head(x)
     name = f"vgg_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}"
     return keras.Model(faces, emotions, name=name)
+
+
+def plain_stages(x: keras.KerasTensor, spec: ModelSpec, *, convs_per_stage: int):
+    """`spec.depth` stages of 3x3 conv+BN+ReLU layers at the incoming resolution, each closed
+    by an attention block and 2x2 max-pooling; the width doubles per stage, at most 512. BN
+    momentum 0.9: its running statistics settle within the few hundred steps of a trial."""
+    for stage in range(spec.depth):
+        filters = min(spec.width * 2**stage, 512)
+        for conv in range(convs_per_stage):
+            x = layers.Conv2D(
+                filters, 3, padding="same", use_bias=False, name=f"s{stage}_conv{conv}"
+            )(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"s{stage}_bn{conv}")(x)
+            x = layers.ReLU(name=f"s{stage}_relu{conv}")(x)
+        attention = attention_block(spec.attention, name=f"s{stage}_attention")
+        if attention is not None:
+            x = attention(x)
+        x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)
+    return x
 
 
 def emotion_head(x: keras.KerasTensor) -> keras.KerasTensor:
@@ -175,8 +172,11 @@ def residual_block(x: keras.KerasTensor, filters: int, stride: int, *, name: str
     y = layers.ReLU(name=f"{name}_relu0")(y)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(y)
     y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    if stride != 1:  # average, then project (ResNet-D): a strided 1x1 conv drops 3/4 of
+        # the input, and TensorFlow 2.21's oneDNN kernels crash training one on a 48x48 map
+        shortcut = layers.AveragePooling2D(stride, padding="same", name=f"{name}_down")(x)
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_proj")(shortcut)
         shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([shortcut, y]))
 
