@@ -8,6 +8,7 @@ import json
 import shutil
 
 import mlflow
+import optuna
 import pytest
 import yaml
 
@@ -60,7 +61,9 @@ def test_dvc_repro_with_the_gpu_profile_trains_the_hyperband_search_winner(tmp_p
     assert json.loads((project / "reports" / "metrics.json").read_text())["accuracy"] >= 0
 
 
-def test_an_untracked_search_and_training_run_are_imported_once(tmp_path, tiny_faceset):
+def test_an_untracked_search_and_training_run_are_imported_once(
+    tmp_path, tiny_faceset, monkeypatch
+):
     from ferops.run_import import import_runs
     from ferops.search import untracked_search
     from ferops.train import train
@@ -87,29 +90,28 @@ def test_an_untracked_search_and_training_run_are_imported_once(tmp_path, tiny_f
     )
     assert json.loads(layout.training_run.read_text())["run_id"] == ""
 
+    # monkeypatch first: mlflow.set_tracking_uri also sets MLFLOW_TRACKING_URI in os.environ,
+    # and a leaked one would send later tests' subprocesses to this test's store.
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        done = import_runs(params, layout)
-        assert len(done) == 2
-        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-        parent = [r for r in runs if r.data.tags.get("ferops.study") == summary["study"]]
-        trials = [r for r in runs if r.data.tags.get("ferops.trial") is not None]
-        assert len(parent) == 1 and len(trials) == 3
-        assert all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in trials)
-        history = mlflow.MlflowClient().get_metric_history(trials[0].info.run_id, "val_accuracy")
-        assert 1 <= len(history) <= 2  # one point per epoch the trial ran
-        record = json.loads(layout.training_run.read_text())
-        trained = mlflow.get_run(record["run_id"])
-        assert trained.data.tags["ferops.imported"] == "true"
-        assert trained.data.params["model.variant"] == record["model"]["variant"]
-        # The journal study is in the RDB storage now, with every trial.
-        import optuna
-
-        stored = optuna.load_study(
-            study_name=summary["study"], storage=f"sqlite:///{tmp_path / 'optuna.db'}"
-        )
-        assert len(stored.trials) == 3
-        with pytest.raises(ConfigError, match="already"):
-            import_runs(params, layout)
+    done = import_runs(params, layout)
+    assert len(done) == 2
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    parent = [r for r in runs if r.data.tags.get("ferops.study") == summary["study"]]
+    trials = [r for r in runs if r.data.tags.get("ferops.trial") is not None]
+    assert len(parent) == 1 and len(trials) == 3
+    assert all(r.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for r in trials)
+    history = mlflow.MlflowClient().get_metric_history(trials[0].info.run_id, "val_accuracy")
+    assert 1 <= len(history) <= 2  # one point per epoch the trial ran
+    record = json.loads(layout.training_run.read_text())
+    trained = mlflow.get_run(record["run_id"])
+    assert trained.data.tags["ferops.imported"] == "true"
+    assert trained.data.params["model.variant"] == record["model"]["variant"]
+    # The journal study is in the RDB storage now, with every trial.
+    stored = optuna.load_study(
+        study_name=summary["study"], storage=f"sqlite:///{tmp_path / 'optuna.db'}"
+    )
+    assert len(stored.trials) == 3
+    with pytest.raises(ConfigError, match="already"):
+        import_runs(params, layout)
