@@ -14,21 +14,37 @@ import json
 import time
 from typing import Any
 
+import mlflow
+import optuna
 import pandas as pd
+from mlflow.entities import Metric
 
 from ferops.artifacts import write_json
 from ferops.config import Params
+from ferops.data.faceset import load_faceset
 from ferops.errors import ConfigError
 from ferops.layout import Layout
-from ferops.search import TRIAL_HISTORY, best_candidate, open_storage, resolve_storage
+from ferops.search import (
+    TRIAL_HISTORY,
+    best_candidate,
+    open_storage,
+    resolve_storage,
+    write_tuning_reports,
+)
+from ferops.tracking import (
+    dataset_digest,
+    flatten,
+    log_study_summary,
+    tracking_uri,
+    trial_run_tags,
+    use_experiment,
+)
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
 
 def import_runs(params: Params, layout: Layout) -> list[str]:
     """Import the untracked search (if any) and training run; return what was done."""
-    from ferops.tracking import use_experiment
-
     experiment_id = use_experiment(layout.root, params.data)
     done = []
     if (layout.tuning / TRIAL_HISTORY).is_file():
@@ -40,10 +56,8 @@ def import_runs(params: Params, layout: Layout) -> list[str]:
     return done
 
 
-def copy_journal_study(journal_url: str, study_name: str, rdb_url: str) -> Any:
+def copy_journal_study(journal_url: str, study_name: str, rdb_url: str) -> optuna.Study:
     """The study from a journal file, copied into RDB storage (once) and returned from there."""
-    import optuna
-
     names = [s.study_name for s in optuna.get_all_study_summaries(rdb_url)]
     if study_name not in names:
         optuna.copy_study(
@@ -55,12 +69,6 @@ def copy_journal_study(journal_url: str, study_name: str, rdb_url: str) -> Any:
 
 
 def _import_search(params: Params, layout: Layout, experiment_id: str) -> str:
-    import mlflow
-    import optuna
-
-    from ferops.search import write_tuning_reports
-    from ferops.tracking import flatten
-
     summary = json.loads((layout.tuning / "summary.json").read_text())
     study_name = summary["study"]
     source = resolve_storage(summary["storage"], layout.root)
@@ -92,32 +100,29 @@ def _import_search(params: Params, layout: Layout, experiment_id: str) -> str:
     for trial in study.trials:
         _trial_run(client, experiment_id, parent.info.run_id, study_name, trial, history)
     with mlflow.start_run(run_id=parent.info.run_id):
-        for key in ("best_value", "complete", "pruned", "failed"):
-            mlflow.log_metric(
-                f"trials_{key}" if key != "best_value" else "best_val_accuracy", summary[key]
-            )
+        log_study_summary(summary)
         write_tuning_reports(study, layout.tuning, summary["storage"], seconds=summary["seconds"])
         mlflow.log_artifacts(str(layout.tuning), "tuning")
     client.set_terminated(parent.info.run_id, "FINISHED")
     return f"imported study {study_name}: {len(study.trials)} trials, copied to {target}"
 
 
-def _trial_run(client, experiment_id, parent_id, study_name, trial, history) -> None:
-    import optuna
-
+def _trial_run(
+    client: mlflow.MlflowClient,
+    experiment_id: str,
+    parent_id: str,
+    study_name: str,
+    trial: optuna.trial.FrozenTrial,
+    history: pd.DataFrame,
+) -> None:
     pruned = trial.state == optuna.trial.TrialState.PRUNED
     run = client.create_run(
         experiment_id,
         run_name=f"trial {trial.number}",
-        tags={
-            "mlflow.parentRunId": parent_id,
-            "ferops.stage": "tune",
-            "ferops.trial": str(trial.number),
-            "ferops.in_study": study_name,
-            "ferops.worker": str(trial.user_attrs.get("worker", "")),
-            "ferops.imported": "true",
-            "pruned": str(pruned).lower(),
-        },
+        tags=trial_run_tags(
+            parent_id, trial.number, study_name, str(trial.user_attrs.get("worker", ""))
+        )
+        | {"ferops.imported": "true", "pruned": str(pruned).lower()},
     )
     for key, value in best_candidate(trial).items():
         client.log_param(run.info.run_id, key, value)
@@ -132,10 +137,8 @@ def _trial_run(client, experiment_id, parent_id, study_name, trial, history) -> 
     client.set_terminated(run.info.run_id, state)
 
 
-def log_epochs(client: Any, run_id: str, history: pd.DataFrame) -> None:
+def log_epochs(client: mlflow.MlflowClient, run_id: str, history: pd.DataFrame) -> None:
     """Each epoch's metrics at step epoch - 1, as the live callback logs them."""
-    from mlflow.entities import Metric
-
     now = int(time.time() * 1000)
     metrics = [
         Metric(key, float(row[key]), now, int(row["epoch"]) - 1)
@@ -148,10 +151,6 @@ def log_epochs(client: Any, run_id: str, history: pd.DataFrame) -> None:
 
 
 def _import_training(layout: Layout, experiment_id: str) -> str:
-    import mlflow
-
-    from ferops.tracking import dataset_digest, flatten, tracking_uri
-
     record = json.loads(layout.training_run.read_text())
     if record.get("run_id"):
         raise ConfigError(f"{layout.training_run}: run {record['run_id']} is tracked already")
@@ -195,8 +194,6 @@ def _import_training(layout: Layout, experiment_id: str) -> str:
 def _check_carried_data(layout: Layout, record: dict[str, Any]) -> None:
     """A run trained elsewhere on carried splits (scripts/gpu_data.py) must have seen exactly
     this project's train and val."""
-    from ferops.data.faceset import load_faceset
-
     carried = layout.training / "carried_sha1.json"
     if not carried.is_file():
         return  # trained on this project's own data/processed

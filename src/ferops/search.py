@@ -36,6 +36,7 @@ from ferops.errors import ConfigError
 from ferops.layout import Layout
 from ferops.models import registry
 from ferops.precision import dtype_policy
+from ferops.tracking import experiment_name
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 
 def default_study_name(params: Params) -> str:
     """Same data and search settings → same study (resumed); any change → a fresh study."""
-    from ferops.tracking import experiment_name
-
     settings = {
         "data": dataclasses.asdict(params.data),
         "seed": params.seed,

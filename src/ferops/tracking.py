@@ -85,3 +85,29 @@ class EpochMetricsToMlflow(keras.callbacks.Callback):
         now = int(time.time() * 1000)
         metrics = [Metric(key, float(value), now, epoch) for key, value in (logs or {}).items()]
         MlflowClient().log_batch(self.run_id, metrics=metrics)
+
+
+def trial_run_tags(parent_run_id: str, trial: int, study_name: str, worker: str) -> dict[str, str]:
+    """Tags of a trial's MLflow run, nested under its study's parent run: one shape whether the
+    trial was tracked live (`ferops.tuning`) or imported afterwards (`ferops.run_import`)."""
+    return {
+        "mlflow.parentRunId": parent_run_id,
+        "ferops.stage": "tune",
+        "ferops.trial": str(trial),
+        "ferops.in_study": study_name,
+        "ferops.worker": worker,
+    }
+
+
+def log_study_summary(summary: dict[str, Any]) -> None:
+    """The search's outcome (summary.json) as metrics of the active parent run."""
+    import mlflow
+
+    mlflow.log_metrics(
+        {
+            "best_val_accuracy": summary["best_value"],
+            "trials_complete": summary["complete"],
+            "trials_pruned": summary["pruned"],
+            "trials_failed": summary["failed"],
+        }
+    )

@@ -25,10 +25,17 @@ from ferops.search import (
     TrialOutcome,
     default_study_name,
     open_search,
+    study_lock,
     suggest,
     train_trial,
     worker_name,
     write_tuning_reports,
+)
+from ferops.tracking import (
+    EpochMetricsToMlflow,
+    log_study_summary,
+    trial_run_tags,
+    use_experiment,
 )
 
 __all__ = ["default_study_name", "run_trial", "suggest", "tune_flow", "tune_worker_flow"]
@@ -49,20 +56,12 @@ def run_trial(
     """Train one candidate for tune.epochs, as a nested MLflow run; may be pruned."""
     from mlflow import MlflowClient
 
-    from ferops.tracking import EpochMetricsToMlflow
-
     client = MlflowClient()
     name = f"trial {trial.number}: {candidate.get('variant', params.model.variant)}"
     run = client.create_run(
         experiment_id,
         run_name=f"{name} {candidate['attention']} w{candidate['width']} d{candidate['depth']}",
-        tags={
-            "mlflow.parentRunId": parent_run_id,
-            "ferops.stage": "tune",
-            "ferops.trial": str(trial.number),
-            "ferops.in_study": trial.study.study_name,
-            "ferops.worker": worker,
-        },
+        tags=trial_run_tags(parent_run_id, trial.number, trial.study.study_name, worker),
     )
     run_id = run.info.run_id
     try:
@@ -103,9 +102,6 @@ def tracked_runner(search: Search, experiment_id: str, parent_run_id: str):
 
 def _tracked(search: Search) -> tuple[str, str]:
     """The MLflow experiment and this study's parent run (found again on resume)."""
-    from ferops.search import study_lock
-    from ferops.tracking import use_experiment
-
     with study_lock(search.storage_url, search.study.study_name):
         experiment_id = use_experiment(search.layout.root, search.params.data)
         parent_id = parent_run(search.study.study_name, search.storage_url, experiment_id)
@@ -140,19 +136,6 @@ def tune_flow(
         log_study_summary(summary)
         mlflow.log_artifacts(str(search.layout.tuning), "tuning")
     return summary
-
-
-def log_study_summary(summary: dict[str, Any]) -> None:
-    import mlflow
-
-    mlflow.log_metrics(
-        {
-            "best_val_accuracy": summary["best_value"],
-            "trials_complete": summary["complete"],
-            "trials_pruned": summary["pruned"],
-            "trials_failed": summary["failed"],
-        }
-    )
 
 
 @flow(name="ferops-tune-worker", log_prints=True)
