@@ -38,9 +38,11 @@ serve: install
 test: install lint
 	pytest
 
+## Style, formatting, and the architecture: layers and no import cycles (pyproject.toml).
 lint: install
 	ruff check src tests flows benchmarks scripts
 	ruff format --check src tests flows benchmarks scripts
+	lint-imports
 
 format: install
 	ruff check --fix src tests flows benchmarks scripts

@@ -25,20 +25,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferops.analysis import FaceResult
-from ferops.config import load_params
-from ferops.data.ingest import synthetic_faceset
 from ferops.data.scenes import paste, scene
-from ferops.export import export_model
-from ferops.faces import FaceDetector, crop_face, to_grey
-from ferops.runtime import (
+from ferops.data.sources import synthetic_faceset
+from ferops.imaging.faces import FaceDetector, crop_face, to_grey
+from ferops.inference.export import export_model
+from ferops.inference.photos import FaceResult
+from ferops.inference.resolve import resolve_model
+from ferops.inference.runtime import (
     FaceClassifier,
-    keras_model_with_preprocessing,
     keras_predict,
     litert_predict,
+    load_keras,
     onnx_predict,
 )
-from ferops.stream import FaceTracker, run_stream
+from ferops.inference.video import FaceTracker, run_stream
+from ferops.kernel.config import load_params
+from ferops.kernel.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,9 +168,8 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.root / "params.yaml")
-    model, preprocessing = keras_model_with_preprocessing(
-        args.model, root=args.root, model_name=params.register.model_name
-    )
+    files = resolve_model(args.model, layout=Layout(args.root), register=params.register)
+    model = load_keras(files.keras)
     faces, findable = benchmark_faces(params.seed)
     work = Path(tempfile.mkdtemp(prefix="ferops-bench-"))
     export_model(model, "onnx", work / "model.onnx", faces[:64])
@@ -196,11 +197,11 @@ def main() -> None:
     for name, predict in {**ours, **theirs}.items():
         rate = throughput(predict, faces)
         p50, p95 = latency(predict, faces)
-        classifier = FaceClassifier(predict, name, dict(preprocessing))
+        classifier = FaceClassifier(predict, name, files.preprocessing)
         fps = [run_stream(str(videos[n]), detector, classifier).fps for n in (1, 4)]
         print(f"| {name} | {rate:,.0f} | {p50:.2f} | {p95:.2f} | {fps[0]:.1f} | {fps[1]:.1f} |")
 
-    fastest = FaceClassifier(ours["ferops (ONNX Runtime)"], "onnx", dict(preprocessing))
+    fastest = FaceClassifier(ours["ferops (ONNX Runtime)"], "onnx", files.preprocessing)
     print("\nWhere the time goes, ONNX Runtime, ms per frame:")
     for count in (1, 4):
         steps = profile(videos[count], detector, fastest)

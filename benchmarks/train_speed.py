@@ -17,12 +17,12 @@ import time
 import keras
 import numpy as np
 
-from ferops.config import PRECISIONS, TrainConfig
 from ferops.data.synthetic import balanced_labels, generate_faces
-from ferops.models.registry import build_model
-from ferops.models.spec import ModelSpec
-from ferops.precision import dtype_policy
-from ferops.train import compile_model
+from ferops.kernel.config import PRECISIONS, TrainConfig
+from ferops.kernel.model_spec import ModelSpec
+from ferops.models.builders import build_model
+from ferops.models.precision import dtype_policy
+from ferops.training.fit import compile_model
 
 FER2013_TRAIN = 28_709
 

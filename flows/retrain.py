@@ -4,7 +4,7 @@
     python flows/retrain.py serve --cron "0 3 * * 1"     # long-running: every Monday 03:00
     prefect deploy --all                                 # or: a deployment on a work pool
 
-The flow lives in `ferops.retrain`; prefect.yaml points its deployment at `retrain_flow` here.
+The flow lives in `ferops.ops.retrain`; prefect.yaml points its deployment at `retrain_flow` here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ferops.retrain import retrain_flow
+from ferops.ops.retrain import retrain_flow
 
 DEFAULT_CRON = "0 3 * * 1"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ferops.tuning import tune_flow
+from ferops.pipeline.tune import tune_flow
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

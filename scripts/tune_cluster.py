@@ -24,9 +24,9 @@ from pathlib import Path
 
 import optuna
 
-from ferops.config import load_params
-from ferops.search import default_study_name, write_tuning_reports
-from ferops.services import local_postgres, mlflow_server, prefect_server, stop_group
+from ferops.kernel.config import load_params
+from ferops.ops.services import local_postgres, mlflow_server, prefect_server, stop_group
+from ferops.training.search import default_study_name, write_tuning_reports
 
 
 def main() -> int:

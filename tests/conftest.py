@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferops.config import Params, load_params
 from ferops.data.faceset import FaceSet, Split
-from ferops.data.ingest import synthetic_faceset
+from ferops.data.sources import synthetic_faceset
+from ferops.kernel.config import Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,10 +65,10 @@ def prefect_api() -> str:
 def keras_model_file(tmp_path_factory, tiny_faceset) -> Path:
     """A small attention CNN (augmentation and dropout included, as trained models have them)
     after one epoch on the tiny faces, saved as .keras."""
-    from ferops.config import TrainConfig
-    from ferops.models.registry import build_model
-    from ferops.models.spec import ModelSpec
-    from ferops.train import fit, seed_everything
+    from ferops.kernel.config import TrainConfig
+    from ferops.kernel.model_spec import ModelSpec
+    from ferops.models.builders import build_model
+    from ferops.training.fit import fit, seed_everything
 
     seed_everything(0)
     model = build_model(ModelSpec(attention="cbam", width=8, depth=2, augment=0.5))

@@ -1,7 +1,7 @@
 import keras
 import numpy as np
 
-from ferops.augment import AugmentedBatches, mixup
+from ferops.training.augment import AugmentedBatches, mixup
 
 
 def batches(faces: np.ndarray, labels: np.ndarray, **options) -> AugmentedBatches:

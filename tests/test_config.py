@@ -2,9 +2,10 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from ferops.config import load_params, parse_params
-from ferops.errors import ConfigError
+from ferops.kernel.config import Params, apply_profile, load_params, parse_params
+from ferops.kernel.errors import ConfigError
 from tests.conftest import REPO
 
 
@@ -97,3 +98,58 @@ def test_the_gpu_profile_searches_the_full_resolution_family_and_trains_the_winn
 def test_a_typo_in_a_key_is_refused_naming_the_key_it_resembles(raw, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_params(raw)
+
+
+def test_every_default_lives_in_the_dataclasses():
+    """An empty params file means Params(): no second copy of a default to drift."""
+    assert parse_params({}) == Params()
+
+
+@pytest.mark.parametrize("profile", sorted((REPO / "params").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_profile_applies_to_params_yaml_and_changes_only_its_own_keys(profile, tmp_path):
+    out = tmp_path / "params.yaml"
+    changed = apply_profile(REPO / "params.yaml", profile, out)
+    merged = load_params(out)  # strict: every key of the profile exists
+    overlay = yaml.safe_load(profile.read_text())
+    assert changed and all(_dotted(overlay, key) is not None for key in changed)
+    base = yaml.safe_load((REPO / "params.yaml").read_text())
+    for key in _leaves(base):
+        if not any(key == c or key.startswith(c + ".") for c in changed):
+            assert _dotted(yaml.safe_load(out.read_text()), key) == _dotted(base, key), key
+    assert merged.data.source == overlay["data"]["source"]
+    assert "# " in out.read_text()  # params.yaml's comments survive
+
+
+def test_a_profile_with_a_typo_is_refused_and_nothing_is_written(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("seed: 1  # mine\ntrain:\n  epochs: 3\n")
+    profile = tmp_path / "typo.yaml"
+    profile.write_text("train:\n  epoch: 30\n")
+    with pytest.raises(ConfigError, match=r"unknown key train\.epoch; did you mean train\.epochs"):
+        apply_profile(params, profile)
+    profile.write_text("train:\n  epochs: -1\n")
+    with pytest.raises(ConfigError, match=r"train\.epochs must be"):
+        apply_profile(params, profile)
+    assert params.read_text() == "seed: 1  # mine\ntrain:\n  epochs: 3\n"
+
+    profile.write_text("train:\n  epochs: 30\n")
+    assert apply_profile(params, profile) == ["train.epochs"]
+    assert params.read_text() == "seed: 1  # mine\ntrain:\n  epochs: 30\n"
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            keys += _leaves(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _dotted(tree: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree

@@ -5,9 +5,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from ferops.evaluate import classification_metrics, evaluate, reliability_table, write_evaluation
-from ferops.models.registry import build_model
-from ferops.models.spec import ModelSpec
+from ferops.kernel.model_spec import ModelSpec
+from ferops.models.builders import build_model
+from ferops.pipeline.evaluate import (
+    classification_metrics,
+    evaluate,
+    reliability_table,
+    write_evaluation,
+)
 
 
 def confident(labels: np.ndarray, predicted: np.ndarray, confidence: float) -> np.ndarray:
@@ -111,7 +116,7 @@ def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
 
 
 def test_flip_tta_averages_each_face_with_its_mirror_image():
-    from ferops.evaluate import tta
+    from ferops.pipeline.evaluate import tta
 
     class BrightSide:  # says happy when the left half is brighter, sad otherwise
         def predict(self, faces, **kwargs):
@@ -126,7 +131,7 @@ def test_flip_tta_averages_each_face_with_its_mirror_image():
 
 
 def test_shift_tta_moves_faces_two_pixels_each_way_and_repeats_the_edge():
-    from ferops.evaluate import TTA_SHIFTS, shifted, tta
+    from ferops.pipeline.evaluate import TTA_SHIFTS, shifted, tta
 
     faces = np.random.default_rng(0).integers(0, 256, size=(3, 48, 48, 1), dtype=np.uint8)
     right = shifted(faces, 2, 0)

@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from ferops.cli import app
-from ferops.export import ExportMismatch, export_model, inference_model
-from ferops.models.registry import load_model
-from ferops.runtime import classifier_from_path
+from ferops.imaging.contrast import Preprocessing
+from ferops.inference.export import ExportMismatch, export_model, inference_model
+from ferops.inference.runtime import load_classifier
+from ferops.models.builders import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +34,14 @@ def test_the_inference_graph_drops_augmentation_and_dropout_but_not_the_answers(
 def test_an_export_matches_keras_within_1e_4(fmt, suffix, keras_model_file, tiny_faceset, tmp_path):
     model = load_model(keras_model_file)
     out = tmp_path / f"model{suffix}"
-    preprocessing = {"contrast": "clahe", "clahe_clip": 2.0}
+    preprocessing = Preprocessing("clahe", 2.0)
     difference = export_model(model, fmt, out, tiny_faceset["train"].x[:32], preprocessing)
     assert difference < 1e-4
 
     # Loaded the way predict/stream load it: the sidecar brings the contrast normalisation.
-    exported = classifier_from_path(out)
-    keras_side = classifier_from_path(keras_model_file)
-    keras_side.preprocessing = dict(preprocessing)
+    exported = load_classifier(out)
+    keras_side = load_classifier(keras_model_file)
+    keras_side.preprocessing = preprocessing
     assert exported.runtime == fmt and exported.preprocessing == preprocessing
     faces = tiny_faceset["test"].x  # faces the check did not see
     np.testing.assert_allclose(
@@ -51,7 +52,7 @@ def test_an_export_matches_keras_within_1e_4(fmt, suffix, keras_model_file, tiny
 def test_an_export_that_disagrees_with_keras_is_not_written(
     keras_model_file, tiny_faceset, tmp_path, monkeypatch
 ):
-    import ferops.export as export
+    import ferops.inference.export as export
 
     monkeypatch.setattr(export, "TOLERANCE", -1.0)  # any difference at all now fails
     out = tmp_path / "model.onnx"

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from ferops.cli import app
 from ferops.data.scenes import paste, scene
-from ferops.emotions import EMOTIONS
-from ferops.errors import DataError
-from ferops.faces import Box, FaceDetector, crop_face
+from ferops.imaging.faces import Box, FaceDetector, crop_face
+from ferops.kernel.emotions import EMOTIONS
+from ferops.kernel.errors import DataError
 
 
 def found(truth: Box, boxes: list[Box]) -> bool:
@@ -83,7 +83,7 @@ def test_a_bad_detector_file_is_named(tmp_path):
 def test_predict_lists_every_face_annotates_and_matches_the_classifier(
     tmp_path, tiny_faceset, keras_model_file
 ):
-    from ferops.runtime import classifier_from_path
+    from ferops.inference.runtime import load_classifier
 
     a, b = detectable(tiny_faceset, 2)
     image = scene()
@@ -108,7 +108,7 @@ def test_predict_lists_every_face_annotates_and_matches_the_classifier(
     assert not (tmp_path / "out" / "empty.annotated.png").exists()
 
     # The same numbers as the classifier on the same crops.
-    classifier = classifier_from_path(keras_model_file)
+    classifier = load_classifier(keras_model_file)
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     boxes = [Box(r["x"], r["y"], r["w"], r["h"]) for r in records]
     expected = classifier.probabilities(np.stack([crop_face(grey, box) for box in boxes]))

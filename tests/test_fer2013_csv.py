@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ferops.data.fer2013_csv import read_fer2013_csv
-from ferops.errors import DataError
+from ferops.kernel.errors import DataError
 from tests.conftest import noise_faces
 
 USAGES = ["Training"] * 18 + ["PublicTest"] * 6 + ["PrivateTest"] * 6

@@ -5,17 +5,16 @@ tracking (as on a lent GPU machine) are imported into MLflow and Optuna's RDB st
 from __future__ import annotations
 
 import json
-import shutil
 
 import mlflow
 import optuna
 import pytest
 import yaml
 
-from ferops.config import load_params
 from ferops.data.faceset import save_faceset
-from ferops.errors import ConfigError
-from ferops.layout import Layout
+from ferops.kernel.config import load_params
+from ferops.kernel.errors import ConfigError
+from ferops.kernel.layout import Layout
 from tests.conftest import REPO
 from tests.test_image_folder import make_folder
 from tests.test_pipeline import copy_project, run, set_params
@@ -44,7 +43,7 @@ def model_keys_match(trained: dict, chosen: dict) -> bool:
 @pytest.mark.slow
 def test_dvc_repro_with_the_gpu_profile_trains_the_hyperband_search_winner(tmp_path):
     project = copy_project(tmp_path / "repo")
-    shutil.copy(REPO / "params" / "fer2013-gpu.yaml", project / "params.yaml")
+    run(["ferops", "profile", str(REPO / "params" / "fer2013-gpu.yaml")], project)
     set_params(project, **TINY_GPU_PROFILE)
     make_folder(project / "data" / "raw" / "fer2013", per_class=4)
     run(["dvc", "repro"], project, env={"MLFLOW_TRACKING_URI": ""})
@@ -64,9 +63,9 @@ def test_dvc_repro_with_the_gpu_profile_trains_the_hyperband_search_winner(tmp_p
 def test_an_untracked_search_and_training_run_are_imported_once(
     tmp_path, tiny_faceset, monkeypatch
 ):
-    from ferops.run_import import import_runs
-    from ferops.search import untracked_search
-    from ferops.train import train
+    from ferops.ops.run_import import import_runs
+    from ferops.pipeline.train import train
+    from ferops.training.search import untracked_search
 
     raw = yaml.safe_load((REPO / "params" / "fer2013-gpu.yaml").read_text())
     raw["tune"] |= {"n_trials": 3, "epochs": 2, "max_minutes": None, "pruner_warmup_epochs": 1}

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from ferops.data.image_folder import read_image_folder
-from ferops.errors import DataError
+from ferops.kernel.errors import DataError
 from tests.conftest import noise_faces
 
 # Folder names as users have them: mixed case and synonyms.

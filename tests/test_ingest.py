@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferops.data.ingest import ingest
-from ferops.errors import DataError
+from ferops.kernel.errors import DataError
+from ferops.pipeline.ingest import ingest
 
 
 def test_ingest_writes_the_contract_files(params, tmp_path):

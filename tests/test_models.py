@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 
+from ferops.kernel.model_spec import ATTENTION_KINDS, MODEL_VARIANTS, ModelSpec
 from ferops.models.attention import ATTENTION_BLOCKS, CBAM, ChannelAttention, SpatialAttention
-from ferops.models.registry import MODEL_BUILDERS, build_model
-from ferops.models.spec import ATTENTION_KINDS, MODEL_VARIANTS, ModelSpec
+from ferops.models.builders import MODEL_BUILDERS, build_model
 
 FACES = np.random.default_rng(0).integers(0, 256, size=(2, 48, 48), dtype=np.uint8)
 
@@ -105,8 +105,8 @@ def test_the_full_resolution_variants_keep_48x48_in_their_first_stage():
 
 
 def test_sgd_steps_its_learning_rate_down_at_half_and_three_quarters():
-    from ferops.config import TrainConfig
-    from ferops.train import make_optimizer
+    from ferops.kernel.config import TrainConfig
+    from ferops.training.fit import make_optimizer
 
     sgd = make_optimizer(TrainConfig(optimizer="sgd", learning_rate=0.1), steps=100)
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.9

@@ -2,12 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from ferops import precision
-from ferops.config import PRECISIONS, TrainConfig
-from ferops.models.registry import build_model
-from ferops.models.spec import ModelSpec
-from ferops.precision import cpu_has_bfloat16, dtype_policy, resolve
-from ferops.train import fit
+from ferops.kernel.config import PRECISIONS, TrainConfig
+from ferops.kernel.model_spec import ModelSpec
+from ferops.models import precision
+from ferops.models.builders import build_model
+from ferops.models.precision import cpu_has_bfloat16, dtype_policy, resolve
+from ferops.training.fit import fit
 
 EPYC_WITH_BF16 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 vaes\n"
 EPYC_AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\nbugs\t\t: sysret_ss_attrs\n"

@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from ferops.config import PreprocessConfig
 from ferops.data.faceset import load_faceset, save_faceset
-from ferops.preprocess import clean_faceset, normalise_contrast, preprocess
+from ferops.imaging.contrast import normalise_contrast
+from ferops.kernel.config import PreprocessConfig
+from ferops.pipeline.preprocess import clean_faceset, preprocess
 from tests.conftest import copy_faceset
 
 
@@ -64,3 +65,19 @@ def test_preprocess_writes_processed_set_and_lists_every_removal(tiny_faceset, t
     assert on_disk == json.loads(json.dumps(report))
     assert on_disk["removed_by_reason"] == {"duplicate of a val image": 1}
     assert on_disk["removed"][0]["source"] == faceset["train"].sources[3]
+
+
+def test_a_model_s_preprocessing_sidecar_round_trips_and_a_bad_one_is_named(tmp_path):
+    from ferops.imaging.contrast import Preprocessing
+    from ferops.kernel.errors import DataError
+
+    sidecar = tmp_path / "model.json"
+    assert Preprocessing.load(sidecar) == Preprocessing()  # no sidecar: no normalisation
+    Preprocessing("clahe", 3.0).save(sidecar)
+    assert Preprocessing.load(sidecar) == Preprocessing("clahe", 3.0)
+    sidecar.write_text('{"contrast": "sharpen", "clahe_clip": 2.0}')
+    with pytest.raises(DataError, match=r"model\.json: contrast must be one of none"):
+        Preprocessing.load(sidecar)
+    sidecar.write_text('{"contrast": "none"}')
+    with pytest.raises(DataError, match="expected keys contrast and clahe_clip"):
+        Preprocessing.load(sidecar)

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ferops import pretrained
 from ferops.cli import app
 from ferops.data.scenes import paste, scene
-from ferops.runtime import classifier_from_path
+from ferops.inference.runtime import load_classifier
+from ferops.models import shipped as pretrained
 from tests.conftest import REPO
 from tests.test_faces import detectable
 
 
 def test_the_shipped_model_is_the_card_s_and_answers_with_probabilities(tiny_faceset):
-    classifier = classifier_from_path(pretrained.verified_model_file())
-    assert classifier.preprocessing["contrast"] == "clahe"  # from the sidecar, as trained
+    classifier = load_classifier(pretrained.verified_model_file())
+    assert classifier.preprocessing.contrast == "clahe"  # from the sidecar, as trained
     faces = tiny_faceset["test"].x[:8]
     probabilities = classifier.probabilities(faces)
     assert probabilities.shape == (8, 7)
@@ -34,12 +34,12 @@ def test_it_reads_the_synthetic_faces_expressions_it_never_saw():
     surprised and finds its smiles happier than its neutral faces: a check on the whole path
     (sidecar contrast, input layout, class order) that any broken step would fail."""
     from ferops.data.synthetic import balanced_labels, generate_faces
-    from ferops.emotions import EMOTIONS
+    from ferops.kernel.emotions import EMOTIONS
 
     rng = np.random.default_rng(0)
     labels = balanced_labels(30, rng=rng)
     faces = generate_faces(labels, rng=rng)
-    probabilities = classifier_from_path(pretrained.verified_model_file()).probabilities(faces)
+    probabilities = load_classifier(pretrained.verified_model_file()).probabilities(faces)
     happy, surprise, neutral = (EMOTIONS.index(e) for e in ("happy", "surprise", "neutral"))
     said = probabilities.argmax(axis=1)
     assert np.mean(said[labels == surprise] == surprise) > 0.8  # chance: 1/7
@@ -81,7 +81,7 @@ def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset
     import mlflow
     import pandas as pd
 
-    from ferops.faces import Box, crop_face
+    from ferops.imaging.faces import Box, crop_face
 
     record = registered[0]
     box = Box(record["x"], record["y"], record["w"], record["h"])

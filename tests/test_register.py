@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferops.register import gate, mcnemar_p_value
+from ferops.registry.gate import gate, mcnemar_p_value
 
 
 def correctness(n: int, right: int) -> np.ndarray:
@@ -51,10 +51,10 @@ def test_mcnemar_matches_the_exact_binomial():
 
 
 def trained_model(faceset, path: Path, epochs: int) -> None:
-    from ferops.config import TrainConfig
-    from ferops.models.registry import build_model
-    from ferops.models.spec import ModelSpec
-    from ferops.train import fit, seed_everything
+    from ferops.kernel.config import TrainConfig
+    from ferops.kernel.model_spec import ModelSpec
+    from ferops.models.builders import build_model
+    from ferops.training.fit import fit, seed_everything
 
     seed_everything(0)
     model = build_model(ModelSpec(attention="spatial", width=8, depth=3, augment=0.0))
@@ -75,8 +75,8 @@ def learnable_faceset():
     """Clean frontal synthetic faces (difficulty 0): a small net learns them in a few epochs on
     every CPU's numeric path (0.995 test accuracy after 8 epochs with oneDNN on and off, AMD
     AVX512-BF16), where the default nuisances left it near chance on one Intel AMX CPU (0.19)."""
-    from ferops.config import DataConfig, SyntheticConfig
-    from ferops.data.ingest import synthetic_faceset
+    from ferops.data.sources import synthetic_faceset
+    from ferops.kernel.config import DataConfig, SyntheticConfig
 
     sizes = SyntheticConfig(
         train_per_class=150, val_per_class=30, test_per_class=30, difficulty=0.0
@@ -87,7 +87,7 @@ def learnable_faceset():
 def register_in(root: Path, params, faceset):
     import mlflow
 
-    from ferops.register import register
+    from ferops.pipeline.register import register
 
     experiment = mlflow.set_experiment("register-test")
     run = mlflow.MlflowClient().create_run(experiment.experiment_id)

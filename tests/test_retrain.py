@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def retrained(tmp_path_factory, prefect_api):
-    from ferops.retrain import retrain_flow
+    from ferops.ops.retrain import retrain_flow
 
     project = copy_project(tmp_path_factory.mktemp("retrain") / "repo")
     return project, retrain_flow(root=str(project))
@@ -40,7 +40,7 @@ def latest_promotion_artifact() -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from ferops.retrain import ARTIFACT_KEY
+    from ferops.ops.retrain import ARTIFACT_KEY
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
@@ -64,7 +64,7 @@ def test_a_first_retrain_runs_the_pipeline_and_publishes_the_decision(retrained)
 
 
 def test_nothing_changed_means_no_retraining_unless_forced(retrained):
-    from ferops.retrain import retrain_flow
+    from ferops.ops.retrain import retrain_flow
 
     project, _ = retrained
     assert retrain_flow(root=str(project)) == {"retrained": False, "changed": []}
@@ -77,7 +77,7 @@ def test_nothing_changed_means_no_retraining_unless_forced(retrained):
 
 
 def test_a_failing_stage_fails_loudly_and_keeps_the_champion(retrained):
-    from ferops.retrain import retrain_flow
+    from ferops.ops.retrain import retrain_flow
 
     project, _ = retrained
     params_before = (project / "params.yaml").read_text()
@@ -102,7 +102,7 @@ def test_the_deployment_carries_the_cron_schedule(tmp_path, prefect_api):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
 
-    from ferops.retrain import retrain_flow
+    from ferops.ops.retrain import retrain_flow
 
     sys.path.insert(0, str(REPO / "flows"))
     try:

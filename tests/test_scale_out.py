@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from ferops.data.faceset import save_faceset
-from ferops.services import local_postgres, mlflow_server
+from ferops.ops.services import local_postgres, mlflow_server
 from tests.conftest import REPO
 from tests.test_tuning import TINY_TUNE
 
@@ -92,7 +92,7 @@ def test_the_tune_stage_then_writes_reports_from_the_shared_study(
     storage, tracking = servers
     project = tiny_project(tmp_path / "project", tiny_faceset)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
-    from ferops.tuning import tune_flow, tune_worker_flow
+    from ferops.pipeline.tune import tune_flow, tune_worker_flow
 
     assert tune_worker_flow(root=str(project), n_trials=2, storage=storage, study_name="s") == 2
     summary = tune_flow(root=str(project), n_trials=2, storage=storage, study_name="s")

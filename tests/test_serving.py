@@ -20,7 +20,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from ferops.serving import MAX_IMAGE_BYTES, emotions_table, faces_from_request
+from ferops.registry.pyfunc import MAX_IMAGE_BYTES, emotions_table, faces_from_request
 
 
 def encoded(face: np.ndarray, fmt: str = "PNG", size=None, mode: str = "L") -> str:

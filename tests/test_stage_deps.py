@@ -9,20 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ferops.pipeline import STAGES
 from tests.conftest import REPO
 
 SRC = REPO / "src"
-# The function each `ferops <stage>` command calls lives in this module. The CLI itself only
-# parses arguments and calls it, so cli.py is left out (else any new command would rerun all).
-STAGE_MODULES = {
-    "ingest": "ferops.data.ingest",
-    "preprocess": "ferops.preprocess",
-    "validate": "ferops.validate",
-    "tune": "ferops.tuning",
-    "train": "ferops.train",
-    "evaluate": "ferops.evaluate",
-    "register": "ferops.register",
-}
+# Each `ferops <stage>` command calls ferops.pipeline.<stage>.run. The CLI itself only parses
+# arguments and calls it, so cli.py is left out (else any new command would rerun every stage).
+STAGE_MODULES = {name: f"ferops.pipeline.{name}" for name in STAGES}
 
 
 def module_file(name: str) -> Path | None:
@@ -46,7 +39,7 @@ def ferops_imports(path: Path) -> set[str]:
 def code_run_by(module: str) -> set[Path]:
     """The files of `module`, its packages and everything they import, transitively."""
     seen: set[str] = set()
-    todo = [module, "ferops.layout"]  # every stage command resolves its paths through Layout
+    todo = [module]
     while todo:
         name = todo.pop()
         if name in seen:

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from ferops.cli import app
 from ferops.data.scenes import paste, scene
-from ferops.errors import DataError
-from ferops.faces import Box, FaceDetector
-from ferops.stream import FaceTracker, run_stream
+from ferops.imaging.faces import Box, FaceDetector
+from ferops.inference.video import FaceTracker, run_stream
+from ferops.kernel.errors import DataError
 from tests.test_faces import detectable
 
 
@@ -28,7 +28,7 @@ def write_clip(path, faces: list[np.ndarray], frames: int = 24) -> None:
 
 
 def test_the_tracker_keeps_ids_and_smooths():
-    from ferops.analysis import FaceResult
+    from ferops.inference.photos import FaceResult
 
     tracker = FaceTracker(smoothing=0.5)
     happy, sad = np.eye(7)[3], np.eye(7)[4]
@@ -51,14 +51,14 @@ def test_the_tracker_keeps_ids_and_smooths():
 def test_a_clip_gives_an_annotated_video_and_a_timeline_with_stable_ids(
     tmp_path, tiny_faceset, keras_model_file
 ):
-    from ferops.runtime import classifier_from_path
+    from ferops.inference.runtime import load_classifier
 
     clip = tmp_path / "clip.mp4"
     write_clip(clip, detectable(tiny_faceset, 2))
     summary = run_stream(
         str(clip),
         FaceDetector(),
-        classifier_from_path(keras_model_file),
+        load_classifier(keras_model_file),
         output=tmp_path / "annotated.mp4",
         timeline=tmp_path / "timeline.csv",
     )
@@ -81,9 +81,9 @@ def test_a_clip_gives_an_annotated_video_and_a_timeline_with_stable_ids(
 
 
 def test_unreadable_missing_and_empty_streams_are_clear_errors(tmp_path, keras_model_file):
-    from ferops.runtime import classifier_from_path
+    from ferops.inference.runtime import load_classifier
 
-    classifier = classifier_from_path(keras_model_file)
+    classifier = load_classifier(keras_model_file)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     with pytest.raises(DataError, match=r"broken\.mp4"):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ferops.data.synthetic import balanced_labels, generate_faces
-from ferops.emotions import NUM_CLASSES
+from ferops.kernel.emotions import NUM_CLASSES
 
 
 def _faces(seed: int, per_class: int = 5):
@@ -28,7 +28,7 @@ def test_faces_are_uint8_48x48_balanced_and_varied():
 
 
 def test_the_synthetic_ingest_is_deterministic_per_split(params):
-    from ferops.data.ingest import synthetic_faceset
+    from ferops.data.sources import synthetic_faceset
 
     first = synthetic_faceset(params.data, seed=params.seed)
     again = synthetic_faceset(params.data, seed=params.seed)

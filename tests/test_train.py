@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ferops.config import Params, TrainConfig
 from ferops.data.faceset import save_faceset
-from ferops.errors import ConfigError
-from ferops.models.spec import ModelSpec
-from ferops.train import apply_tuned, class_weights, fit, seed_everything
+from ferops.kernel.config import Params, TrainConfig
+from ferops.kernel.errors import ConfigError
+from ferops.kernel.model_spec import ModelSpec
+from ferops.training.fit import apply_tuned, class_weights, fit, seed_everything
 
 TINY_SPEC = ModelSpec(attention="spatial", width=4, depth=2, augment=0.5)
 TINY_TRAIN = TrainConfig(epochs=2, batch_size=16, patience=2, use_tuned=False)
@@ -35,7 +35,7 @@ def test_tuned_values_override_the_config_and_unknown_keys_are_refused():
 
 
 def test_the_same_seed_gives_the_same_validation_accuracy(tiny_faceset):
-    from ferops.models.registry import build_model
+    from ferops.models.builders import build_model
 
     accuracies = []
     for _ in range(2):
@@ -54,7 +54,7 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
 ):
     import mlflow
 
-    from ferops.train import train
+    from ferops.pipeline.train import train
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     save_faceset(tiny_faceset, tmp_path / "processed")
@@ -94,9 +94,9 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
 @pytest.mark.slow
 def test_the_default_model_learns_the_synthetic_faces(params, tmp_path, monkeypatch):
     """The default attention CNN and optimiser, on a reduced synthetic set: far above chance."""
-    from ferops.config import load_params
-    from ferops.data.ingest import synthetic_faceset
-    from ferops.train import train
+    from ferops.data.sources import synthetic_faceset
+    from ferops.kernel.config import load_params
+    from ferops.pipeline.train import train
     from tests.conftest import REPO
 
     real = load_params(REPO / "params.yaml")
@@ -129,7 +129,7 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
     params, tiny_faceset, tmp_path, monkeypatch
 ):
     """Killed after epoch 2 of 3, the same command runs only epoch 3 (with EMA weights)."""
-    import ferops.train as training
+    import ferops.pipeline.train as training
 
     save_faceset(tiny_faceset, tmp_path / "processed")
     settings = tiny_params(params)
@@ -181,7 +181,7 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
 
 
 def test_state_survives_an_upgrade_that_adds_a_default_setting_but_not_a_changed_one(tmp_path):
-    from ferops.train import resume_state
+    from ferops.training.fit import resume_state
 
     state = tmp_path / "state"
     identity = {

@@ -11,8 +11,8 @@ import optuna
 import pytest
 import yaml
 
-from ferops.config import load_params
 from ferops.data.faceset import save_faceset
+from ferops.kernel.config import load_params
 from tests.conftest import REPO
 
 TINY_TUNE = {
@@ -47,7 +47,7 @@ def project(tmp_path, tiny_faceset, monkeypatch):
 def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_api):
     import mlflow
 
-    from ferops.tuning import default_study_name, tune_flow
+    from ferops.pipeline.tune import default_study_name, tune_flow
 
     summary = tune_flow(root=str(project))
     name = default_study_name(load_params(project / "params.yaml"))
@@ -89,8 +89,8 @@ def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_api):
 
 @pytest.mark.slow
 def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
-    from ferops.tracking import use_experiment
-    from ferops.tuning import run_trial, suggest
+    from ferops.pipeline.tune import run_trial, suggest
+    from ferops.training.tracking import use_experiment
 
     params = load_params(project / "params.yaml")
     study = optuna.create_study(
@@ -113,8 +113,8 @@ def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
 
 @pytest.mark.slow
 def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefect_api, monkeypatch):
-    import ferops.models.registry as registry
-    from ferops.tuning import tune_flow
+    import ferops.models.builders as registry
+    from ferops.pipeline.tune import tune_flow
 
     real_build = registry.build_model
     calls = {"n": 0}
@@ -133,7 +133,7 @@ def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefec
 
 
 def test_a_budget_search_trains_every_trial_on_the_same_balanced_subset(project, tiny_faceset):
-    from ferops.tuning import open_search
+    from ferops.pipeline.tune import open_search
 
     raw = yaml.safe_load((project / "params.yaml").read_text())
     raw["tune"]["train_fraction"] = 0.5
@@ -155,9 +155,9 @@ def test_trials_score_raw_weights_even_when_training_averages_them(
     trial scored on weights that have barely left their start."""
     import mlflow
 
-    import ferops.train as training
-    from ferops.tracking import use_experiment
-    from ferops.tuning import run_trial, suggest
+    import ferops.training.fit as training
+    from ferops.pipeline.tune import run_trial, suggest
+    from ferops.training.tracking import use_experiment
 
     params = load_params(project / "params.yaml")
     params = dataclasses.replace(

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from ferops.config import ValidateConfig
 from ferops.data.faceset import save_faceset
-from ferops.errors import ValidationFailed
-from ferops.validate import face_statistics, run_suite, validate
+from ferops.kernel.config import ValidateConfig
+from ferops.kernel.errors import ValidationFailed
+from ferops.pipeline.validate import face_statistics, run_suite, validate
 from tests.conftest import copy_faceset
 
 CONFIG = ValidateConfig(min_std=1.0, min_split_size={"train": 10, "val": 5, "test": 5})

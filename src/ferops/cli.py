@@ -1,16 +1,31 @@
-"""The `ferops` command: one subcommand per pipeline stage, each reading params.yaml."""
+"""The `ferops` command: a thin front over the pipeline stages, inference and the registry.
+
+Only light modules are imported here, so `ferops predict` with an ONNX model starts without
+TensorFlow; each heavy part (a stage, export, MLflow) is imported by the command that runs it.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
+import cv2
 import typer
 
-from ferops.config import load_params
-from ferops.errors import FeropsError
-from ferops.layout import Layout
+from ferops.imaging.faces import FaceDetector
+from ferops.inference.photos import analyse, analyse_whole, draw, read_photo
+from ferops.inference.resolve import resolve_classifier, resolve_model
+from ferops.inference.runtime import FaceClassifier
+from ferops.inference.video import run_stream
+from ferops.kernel.config import Params, apply_profile, load_params
+from ferops.kernel.errors import FeropsError
+from ferops.kernel.layout import Layout
+from ferops.pipeline import STAGES, stage
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="ferops: reproducible facial-emotion-recognition pipelines.",
@@ -35,52 +50,18 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug lo
     logging.getLogger("ferops").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
-@app.command()
-def ingest(root: RootOption = Path()) -> None:
-    """Read data.source (synthetic, fer2013-csv or image-folder) into data/interim."""
-    from ferops.data.ingest import ingest as run_ingest
+def _stage_command(name: str) -> Callable[..., None]:
+    def command(root: RootOption = Path()) -> None:
+        layout = Layout(root)
+        params = _params(layout)
+        _guard(lambda: stage(name).run(params, layout))
 
-    layout = Layout(root)
-    params = _params(layout)
-    _guard(
-        lambda: run_ingest(
-            params.data, seed=params.seed, out_dir=layout.interim, report_path=layout.ingest_report
-        )
-    )
+    command.__doc__ = STAGES[name]
+    return command
 
 
-@app.command()
-def preprocess(root: RootOption = Path()) -> None:
-    """Drop blank and duplicated faces, normalise contrast, write data/processed."""
-    from ferops.preprocess import preprocess as run_preprocess
-
-    layout = Layout(root)
-    params = _params(layout)
-    _guard(
-        lambda: run_preprocess(
-            params.preprocess,
-            in_dir=layout.interim,
-            out_dir=layout.processed,
-            report_path=layout.preprocess_report,
-        )
-    )
-
-
-@app.command()
-def validate(root: RootOption = Path()) -> None:
-    """Check data/processed with the Great Expectations suite; exit 1 if a critical one fails."""
-    from ferops.validate import validate as run_validate
-
-    layout = Layout(root)
-    params = _params(layout)
-    _guard(
-        lambda: run_validate(
-            params.validate,
-            in_dir=layout.processed,
-            gx_root=layout.root,
-            report_dir=layout.validation,
-        )
-    )
+for _name in ("ingest", "preprocess", "validate", "evaluate", "register"):
+    app.command(_name)(_stage_command(_name))
 
 
 @app.command()
@@ -90,66 +71,51 @@ def train(
         bool, typer.Option(help="Log the run to MLflow (--no-track: a machine without it).")
     ] = True,
 ) -> None:
-    """Train the tuned (or configured) model on data/processed; log the run to MLflow.
+    """Train the tuned (or configured) model on data/processed; track it in MLflow.
 
     Stopped part-way (Ctrl-C, a crash, a time limit), the same command resumes from the
     last finished epoch."""
-    from ferops.train import train as run_train
+    layout = Layout(root)
+    params = _params(layout)
+    _guard(lambda: stage("train").run(params, layout, track=track))
 
+
+@app.command()
+def tune(
+    root: RootOption = Path(),
+    trials: Annotated[int | None, typer.Option(help="Total trials; default tune.n_trials.")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name to create or resume.")] = None,
+    track: Annotated[
+        bool,
+        typer.Option(
+            help="Run as a Prefect flow with MLflow runs (--no-track: neither, for a machine "
+            "without them; `ferops import-runs` logs the trials afterwards)."
+        ),
+    ] = True,
+) -> None:
+    """Search model variants and optimiser settings with Optuna, as a Prefect flow."""
     layout = Layout(root)
     params = _params(layout)
     _guard(
-        lambda: run_train(
-            params,
-            processed=layout.processed,
-            tuned_params=layout.best_params,
-            model_path=layout.model,
-            report_dir=layout.training,
-            root=layout.root,
-            state_dir=layout.train_state,
-            track=track,
+        lambda: stage("tune").run(
+            params, layout, n_trials=trials, storage=storage, study_name=study, track=track
         )
     )
 
 
 @app.command()
-def evaluate(root: RootOption = Path()) -> None:
-    """Evaluate models/model.keras on the test split; write reports/ and log to MLflow."""
-    from ferops.evaluate import evaluate as run_evaluate
-
+def profile(
+    path: Annotated[Path, typer.Argument(help="A profile, e.g. params/fer2013.yaml.")],
+    root: RootOption = Path(),
+    out: Annotated[
+        Path | None, typer.Option(help="Write here instead of the project's params.yaml.")
+    ] = None,
+) -> None:
+    """Apply a profile (only the keys that differ) to params.yaml, keeping its comments."""
     layout = Layout(root)
-    _params(layout)  # a broken params.yaml stops here, before any work
-    _guard(
-        lambda: run_evaluate(
-            processed=layout.processed,
-            model_path=layout.model,
-            run_file=layout.training_run,
-            out_dir=layout.evaluation,
-            metrics_path=layout.metrics,
-            root=layout.root,
-        )
-    )
-
-
-@app.command()
-def register(root: RootOption = Path()) -> None:
-    """Register the trained model; promote it to champion only if it beats the current one."""
-    from ferops.register import register as run_register
-
-    layout = Layout(root)
-    params = _params(layout)
-    _guard(
-        lambda: run_register(
-            params,
-            processed=layout.processed,
-            model_path=layout.model,
-            run_file=layout.training_run,
-            evaluation_dir=layout.evaluation,
-            metrics_path=layout.metrics,
-            promotion_path=layout.promotion,
-            root=layout.root,
-        )
-    )
+    changed = _guard(lambda: apply_profile(layout.params, path, out))
+    typer.echo(f"{out or layout.params}: {len(changed)} setting(s) from {path}")
 
 
 ModelOption = Annotated[
@@ -181,26 +147,12 @@ def predict(
     root: RootOption = Path(),
 ) -> None:
     """Find every face in each photo and name its emotion (box, confidence, 7 probabilities)."""
-    import json
-
-    import cv2
-    import pandas as pd
-
-    from ferops.analysis import FaceResult, analyse, draw, read_photo
-    from ferops.data.image_folder import fit_face
-    from ferops.faces import Box, to_grey
-
-    classifier, finder = _face_pipeline(root, model, runtime, detector)
+    classifier = _classifier(root, model, runtime)
+    finder = None if whole else _guard(lambda: FaceDetector(detector))
     records = []
     for photo in photos:
         image = _guard(lambda photo=photo: read_photo(photo))
-        if whole:
-            grey = to_grey(image)
-            face = fit_face(grey)[None]
-            box = Box(0, 0, grey.shape[1], grey.shape[0])
-            results = [FaceResult(box, classifier.probabilities(face)[0])]
-        else:
-            results = analyse(image, finder, classifier)
+        results = analyse_whole(image, classifier) if whole else analyse(image, finder, classifier)
         if not results:
             typer.echo(f"{photo}: no face found", err=True)
         for i, result in enumerate(results):
@@ -213,10 +165,24 @@ def predict(
         for record in records:
             typer.echo(json.dumps(record))
     elif records:
-        typer.echo(pd.DataFrame(records).round(3).to_string(index=False))
+        typer.echo(_table(records))
     typer.echo(
         f"{classifier.runtime} runtime, {len(records)} face(s) in {len(photos)} photo(s)", err=True
     )
+
+
+def _table(records: list[dict[str, Any]]) -> str:
+    """Records as aligned columns, numbers to three decimals (what pandas would print)."""
+    columns = list(records[0])
+    cells = [[_cell(record[c]) for c in columns] for record in records]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = [" ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += [" ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 
 
 @app.command()
@@ -241,9 +207,8 @@ def stream(
     root: RootOption = Path(),
 ) -> None:
     """Track faces through a video or camera and follow each one's emotion over time."""
-    from ferops.stream import run_stream
-
-    classifier, finder = _face_pipeline(root, model, runtime, detector, detect_width or None)
+    classifier = _classifier(root, model, runtime)
+    finder = _guard(lambda: FaceDetector(detector, detect_width=detect_width or None))
     summary = _guard(
         lambda: run_stream(
             source,
@@ -261,25 +226,13 @@ def stream(
     )
 
 
-def _face_pipeline(
-    root: Path,
-    model: str | None,
-    runtime: str,
-    detector: Path | None,
-    detect_width: int | None = None,
-):
-    """The classifier (`--model`, else the champion, else the shipped model) and the detector."""
-    from ferops.faces import FaceDetector
-    from ferops.runtime import resolve_classifier
-
+def _classifier(root: Path, model: str | None, runtime: str) -> FaceClassifier:
+    """`--model` (a file or a models:/ URI), else the champion, else the shipped model."""
     layout = Layout(root)
     params = _params(layout)
-    classifier = _guard(
-        lambda: resolve_classifier(
-            model, root=layout.root, model_name=params.register.model_name, runtime=runtime
-        )
+    return _guard(
+        lambda: resolve_classifier(model, layout=layout, register=params.register, runtime=runtime)
     )
-    return classifier, _guard(lambda: FaceDetector(detector, detect_width=detect_width))
 
 
 @app.command()
@@ -292,78 +245,36 @@ def export(
     root: RootOption = Path(),
 ) -> None:
     """Export a model for ONNX Runtime or LiteRT, checked against Keras within 1e-4."""
-    from ferops.export import FORMATS, export_model
-    from ferops.runtime import keras_model_with_preprocessing
+    # Deferred on purpose: export needs Keras and TensorFlow, which predict does not.
+    from ferops.inference.export import FORMATS, export_model, parity_faces
+    from ferops.inference.runtime import load_keras
 
     if fmt not in FORMATS:
         typer.secho(f"error: --format must be one of {', '.join(FORMATS)}", fg="red", err=True)
         raise typer.Exit(code=1)
     layout = Layout(root)
     params = _params(layout)
-    keras_model, preprocessing = _guard(
-        lambda: keras_model_with_preprocessing(
-            model, root=layout.root, model_name=params.register.model_name
-        )
+    files = _guard(lambda: resolve_model(model, layout=layout, register=params.register))
+    if files.keras is None:
+        _fail(f"{files.source}: export needs a Keras model (.keras), not an exported one")
+    keras_model = load_keras(files.keras)
+    faces = parity_faces(params, layout)
+    difference = _guard(lambda: export_model(keras_model, fmt, out, faces, files.preprocessing))
+    typer.echo(
+        f"wrote {out} ({fmt}) from {files.source}; largest difference from Keras {difference:.1e}"
     )
-    faces = _check_faces(layout)
-    difference = _guard(lambda: export_model(keras_model, fmt, out, faces, preprocessing))
-    typer.echo(f"wrote {out} ({fmt}); largest difference from Keras {difference:.1e}")
-
-
-def _check_faces(layout: Layout):
-    """Real faces for the parity check: the processed test split, else synthetic ones."""
-    import dataclasses
-
-    from ferops.config import load_params
-    from ferops.data.faceset import load_faceset
-    from ferops.data.ingest import synthetic_faceset
-
-    try:
-        return load_faceset(layout.processed)["test"].x[:256]
-    except (FileNotFoundError, FeropsError):
-        params = load_params(layout.params)
-        small = dataclasses.replace(
-            params.data.synthetic, train_per_class=1, val_per_class=1, test_per_class=20
-        )
-        data = dataclasses.replace(params.data, source="synthetic", synthetic=small)
-        return synthetic_faceset(data, seed=params.seed)["test"].x
-
-
-@app.command()
-def tune(
-    root: RootOption = Path(),
-    trials: Annotated[int | None, typer.Option(help="Total trials; default tune.n_trials.")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL.")] = None,
-    study: Annotated[str | None, typer.Option(help="Study name to create or resume.")] = None,
-    track: Annotated[
-        bool,
-        typer.Option(
-            help="Run as a Prefect flow with MLflow runs (--no-track: neither, for a machine "
-            "without them; `ferops import-runs` logs the trials afterwards)."
-        ),
-    ] = True,
-) -> None:
-    """Search model variants and optimiser settings with Optuna, as a Prefect flow."""
-    if not track:
-        from ferops.search import untracked_search
-
-        _guard(lambda: untracked_search(root=str(root), n_trials=trials, storage=storage))
-        return
-    from ferops.tuning import tune_flow
-
-    _guard(lambda: tune_flow(root=str(root), n_trials=trials, storage=storage, study_name=study))
 
 
 @app.command("import-runs")
 def import_runs(root: RootOption = Path()) -> None:
     """Log a search and a training run made with --no-track (e.g. on a lent GPU) to MLflow,
     and copy a journal-file study into the RDB storage of tune.storage."""
-    from ferops.run_import import import_runs as run_import
+    # Deferred on purpose: MLflow and Optuna load only for the commands that use them.
+    from ferops.ops.run_import import import_runs as run_import
 
     layout = Layout(root)
     params = _params(layout)
-    outcome = _guard(lambda: run_import(params, layout))
-    for line in outcome:
+    for line in _guard(lambda: run_import(params, layout)):
         typer.echo(line)
 
 
@@ -384,10 +295,11 @@ def tune_worker(
 
     MLFLOW_TRACKING_URI (an `mlflow server`) and PREFECT_API_URL say where runs are recorded.
     """
-    from ferops.tuning import tune_worker_flow
-
+    _params(Layout(root))
     ran = _guard(
-        lambda: tune_worker_flow(root=str(root), n_trials=trials, storage=storage, study_name=study)
+        lambda: stage("tune").tune_worker_flow(
+            root=str(root), n_trials=trials, storage=storage, study_name=study
+        )
     )
     typer.echo(f"this worker ran {ran} trial(s)")
 
@@ -399,26 +311,31 @@ app.add_typer(registry, name="registry")
 @registry.command("import-pretrained")
 def import_pretrained(root: RootOption = Path()) -> None:
     """Register the shipped pretrained FER2013 model as models:/fer2013-pretrained@champion."""
-    from ferops.pretrained import import_pretrained as run_import
+    # Deferred on purpose: MLflow and Keras load only for the commands that use them.
+    from ferops.registry.pretrained import import_pretrained as run_import
 
     layout = Layout(root)
-    _params(layout)
-    outcome = _guard(lambda: run_import(layout.root))
+    params = _params(layout)
+    outcome = _guard(lambda: run_import(params, layout))
     typer.echo(f"registered {outcome['model_name']} version {outcome['version']}")
     typer.echo(f"serve it: mlflow models serve -m {outcome['model_uri']} --env-manager local")
 
 
-def _params(layout: Layout):
+def _params(layout: Layout) -> Params:
     return _guard(lambda: load_params(layout.params))
 
 
-def _guard(action):
+def _guard(action: Callable[[], T]) -> T:
     """Run `action`; a FeropsError becomes a one-line message and exit status 1."""
     try:
         return action()
     except FeropsError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=1) from None
+        _fail(str(exc))
+
+
+def _fail(message: str) -> Any:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

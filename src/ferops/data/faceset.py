@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ferops.artifacts import atomic_path, write_npz
-from ferops.config import SPLITS
-from ferops.emotions import EMOTIONS, NUM_CLASSES
-from ferops.errors import DataError
+from ferops.imaging.decode import FACE_SHAPE
+from ferops.kernel.config import SPLITS
+from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES
+from ferops.kernel.errors import DataError
+from ferops.kernel.files import atomic_path, write_npz
 
-FACE_SHAPE = (48, 48)
 MANIFEST = "manifest.parquet"
 
 

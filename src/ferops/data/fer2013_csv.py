@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ferops.data.faceset import FACE_SHAPE, FaceSet, Split, check_not_empty
-from ferops.emotions import NUM_CLASSES
-from ferops.errors import DataError
+from ferops.kernel.emotions import NUM_CLASSES
+from ferops.kernel.errors import DataError
 
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 _PIXELS = FACE_SHAPE[0] * FACE_SHAPE[1]

@@ -7,19 +7,16 @@ ROOT has no val/ folder, val is carved from train, stratified by emotion and see
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
 from ferops.data.faceset import FACE_SHAPE, FaceSet, Split, check_not_empty
-from ferops.emotions import emotion_label
-from ferops.errors import DataError
+from ferops.imaging.decode import load_face_image
+from ferops.kernel.emotions import emotion_label
+from ferops.kernel.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -63,59 +60,6 @@ def read_image_folder(
         report.val_carved_from_train = True
     check_not_empty(faceset, str(root))
     return faceset, report
-
-
-class UnreadableImage(ValueError):
-    """The bytes are not an image Pillow can decode, or one too large to decode safely."""
-
-
-_DECODE_ERRORS = (
-    UnidentifiedImageError,
-    OSError,
-    ValueError,
-    SyntaxError,
-    Image.DecompressionBombError,
-    Image.DecompressionBombWarning,
-)
-
-
-def decode_grey(source: Any, *, max_pixels: int | None = None) -> np.ndarray:
-    """Decode an image file or stream to uint8 grayscale; refuse more than `max_pixels`
-    before decoding (decompression bombs). Raises UnreadableImage saying why."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                width, height = image.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise UnreadableImage(
-                        f"{width}x{height} pixels exceeds {max_pixels} (decompression bomb?)"
-                    )
-                return np.asarray(image.convert("L"), dtype=np.uint8)
-    except UnreadableImage:
-        raise
-    except _DECODE_ERRORS as exc:
-        raise UnreadableImage(str(exc)) from exc
-
-
-def load_face_image(path: Path) -> np.ndarray:
-    """Decode any image file to a uint8 48x48 grayscale face; DataError names a bad file."""
-    try:
-        return fit_face(decode_grey(path))
-    except UnreadableImage as exc:
-        raise DataError(f"{path}: unreadable or truncated image ({exc})") from exc
-
-
-def fit_face(grey: np.ndarray) -> np.ndarray:
-    """Crop a grayscale image to its centre square and resize it to 48x48."""
-    height, width = grey.shape
-    if (height, width) == FACE_SHAPE:
-        return grey
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    square = grey[top : top + side, left : left + side]
-    interpolation = cv2.INTER_AREA if side > FACE_SHAPE[0] else cv2.INTER_CUBIC
-    return cv2.resize(square, FACE_SHAPE[::-1], interpolation=interpolation)
 
 
 def _split_dirs(root: Path) -> dict[str, Path]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ferops.faces import Box
+from ferops.imaging.faces import Box
 
 
 def scene(width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray:

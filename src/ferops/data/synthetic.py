@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ferops.emotions import EMOTIONS, NUM_CLASSES
+from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES
 
 FACE_SIZE = 48
 _CANVAS = 96  # drawn at 2x, then warped down, for smooth anti-aliased strokes

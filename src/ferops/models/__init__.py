@@ -1,1 +1,2 @@
-"""Emotion classifiers, chosen by name from one registry (`ferops.models.registry`)."""
+"""Models: the variants (string-keyed builders), attention blocks, precision policy, and the
+shipped pretrained FER2013 model."""

@@ -1,0 +1,108 @@
+"""Emotions of every face in a photo or frame: detect, crop, classify in one batch, draw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ferops.imaging.decode import fit_face
+from ferops.imaging.faces import Box, FaceDetector, crop_face, to_grey
+from ferops.inference.runtime import FaceClassifier
+from ferops.kernel.emotions import EMOTIONS
+from ferops.kernel.errors import DataError
+
+# BGR colours per emotion, so a glance at an annotated frame reads the mood.
+COLOURS = {
+    "angry": (40, 40, 220),
+    "disgust": (40, 140, 40),
+    "fear": (160, 60, 160),
+    "happy": (40, 200, 240),
+    "sad": (200, 120, 40),
+    "surprise": (240, 200, 40),
+    "neutral": (200, 200, 200),
+}
+
+
+@dataclass
+class FaceResult:
+    box: Box
+    probabilities: np.ndarray
+
+    @property
+    def emotion(self) -> str:
+        return EMOTIONS[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probabilities))
+
+    def record(self) -> dict[str, Any]:
+        """Box, emotion, confidence and all seven probabilities, JSON-ready."""
+        return {
+            "x": self.box.x,
+            "y": self.box.y,
+            "w": self.box.w,
+            "h": self.box.h,
+            "emotion": self.emotion,
+            "confidence": round(self.confidence, 4),
+            **{
+                f"p_{e}": round(float(p), 4)
+                for e, p in zip(EMOTIONS, self.probabilities, strict=True)
+            },
+        }
+
+
+def read_photo(path: Path) -> np.ndarray:
+    """A BGR image, or a DataError naming the file (cv2.imread would return None silently)."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"{path}: not a readable image (PNG, JPEG, BMP, WebP, TIFF, ...)")
+    return image
+
+
+def analyse(
+    image: np.ndarray, detector: FaceDetector, classifier: FaceClassifier
+) -> list[FaceResult]:
+    """Every detected face with its probabilities, largest face first; [] when none."""
+    grey = to_grey(image)
+    boxes = detector.detect(grey)
+    if not boxes:
+        return []
+    faces = np.stack([crop_face(grey, box) for box in boxes])
+    return [FaceResult(b, p) for b, p in zip(boxes, classifier.probabilities(faces), strict=True)]
+
+
+def analyse_whole(image: np.ndarray, classifier: FaceClassifier) -> list[FaceResult]:
+    """The whole image as one face (already cropped): centre square, resized to 48x48."""
+    grey = to_grey(image)
+    probabilities = classifier.probabilities(fit_face(grey)[None])[0]
+    return [FaceResult(Box(0, 0, grey.shape[1], grey.shape[0]), probabilities)]
+
+
+def draw(image: np.ndarray, results: list[FaceResult], labels: list[str] | None = None) -> None:
+    """Boxes and '<emotion> <confidence>' labels drawn onto `image` in place."""
+    for i, result in enumerate(results):
+        colour = COLOURS[result.emotion]
+        box = result.box
+        cv2.rectangle(image, (box.x, box.y), (box.x + box.w, box.y + box.h), colour, 2)
+        text = labels[i] if labels else f"{result.emotion} {result.confidence:.2f}"
+        scale = max(0.4, min(1.0, box.w / 160))
+        (width, height), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        top = max(0, box.y - height - 6)
+        cv2.rectangle(image, (box.x, top), (box.x + width + 4, top + height + 6), colour, -1)
+        cv2.putText(
+            image,
+            text,
+            (box.x + 2, top + height + 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )

@@ -1,0 +1,89 @@
+"""Where each stage reads and writes, relative to the project root (the folder with dvc.yaml)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_TRACKING_DB = "mlflow.db"
+
+
+def tracking_uri(root: Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else the SQLite database at the project root."""
+    default = f"sqlite:///{(root / DEFAULT_TRACKING_DB).resolve()}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or default
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path = Path()
+
+    @property
+    def tracking_uri(self) -> str:
+        return tracking_uri(self.root)
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def interim(self) -> Path:
+        return self.root / "data" / "interim"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def ingest_report(self) -> Path:
+        return self.reports / "ingest.json"
+
+    @property
+    def preprocess_report(self) -> Path:
+        return self.reports / "preprocess.json"
+
+    @property
+    def validation(self) -> Path:
+        return self.reports / "validation"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "models" / "model.keras"
+
+    @property
+    def train_state(self) -> Path:
+        """Checkpoints of a training run in progress (git- and DVC-ignored; gone when done)."""
+        return self.root / "models" / ".train-state"
+
+    @property
+    def training(self) -> Path:
+        return self.reports / "training"
+
+    @property
+    def training_run(self) -> Path:
+        return self.training / "run.json"
+
+    @property
+    def promotion(self) -> Path:
+        return self.reports / "promotion.json"
+
+    @property
+    def tuning(self) -> Path:
+        return self.reports / "tuning"
+
+    @property
+    def best_params(self) -> Path:
+        return self.tuning / "best_params.json"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.reports / "evaluation"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics.json"

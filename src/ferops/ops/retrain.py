@@ -1,0 +1,155 @@
+"""Scheduled retraining: a Prefect flow around `dvc repro` that publishes the promotion outcome.
+
+DVC decides what is stale and reruns only that; the registry gate decides promotion. This flow
+adds what a schedule needs: skip when nothing changed, retry a flaky run, fail loudly with the
+failing stage and its log, and leave a readable record (a Prefect markdown artifact) of what
+was decided and why. A failed run never reaches `register`, so the champion alias stays put.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from ferops.kernel.errors import FeropsError
+from ferops.kernel.layout import Layout
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_KEY = "ferops-promotion"
+TAIL_LINES = 40
+RETRY_DELAY_S = 30
+# The train stage and everything after it: `--force` retrains without searching again.
+FORCED_FROM = "train"
+
+
+class PipelineFailed(FeropsError):
+    """`dvc repro` (or `dvc status`) failed; the message names the stage and ends its log."""
+
+
+def dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run DVC from this interpreter's environment, so stages find `ferops` on PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [sys.executable, "-m", "dvc", *args]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+
+
+def failed_stage(output: str) -> str:
+    """The stage DVC names in 'failed to reproduce <stage>', else 'unknown'."""
+    match = re.search(r"failed to reproduce '([^']+)'", output)
+    return match.group(1) if match else "unknown"
+
+
+def tail(output: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(output.rstrip().splitlines()[-lines:])
+
+
+@task(name="dvc-status", cache_policy=NO_CACHE)
+def pipeline_changes(root: Path) -> dict[str, Any]:
+    """Stages whose code, data or params changed since the last run ({} when up to date)."""
+    result = dvc(root, "status", "--json")
+    if result.returncode != 0:
+        raise PipelineFailed(f"dvc status failed:\n{tail(result.stdout + result.stderr)}")
+    return json.loads(result.stdout or "{}")
+
+
+@task(name="dvc-repro", cache_policy=NO_CACHE)
+def reproduce(root: Path, force: bool) -> str:
+    """`dvc repro`; forced, it reruns train, evaluate and register even when nothing changed."""
+    args = ["repro", "--force", "--downstream", FORCED_FROM] if force else ["repro"]
+    result = dvc(root, *args)
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        stage = failed_stage(output)
+        log.error("stage %s failed; last lines of dvc repro:\n%s", stage, tail(output))
+        raise PipelineFailed(
+            f"pipeline failed at stage '{stage}' (dvc repro exited {result.returncode}); "
+            f"the champion alias was not touched. Last lines:\n{tail(output)}"
+        )
+    return output
+
+
+def mlflow_ui_url(tracking_uri: str) -> str:
+    """Where a person browses runs: FEROPS_MLFLOW_UI, the tracking server, or `mlflow ui`."""
+    if url := os.environ.get("FEROPS_MLFLOW_UI"):
+        return url.rstrip("/")
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return "http://127.0.0.1:5000"
+
+
+def promotion_markdown(promotion: dict[str, Any], run: dict[str, Any], fresh: bool) -> str:
+    """Candidate against champion, the decision and its p-value, with links to MLflow."""
+    ui = mlflow_ui_url(run.get("tracking_uri", ""))
+    run_link = f"{ui}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}"
+    version = promotion["version"]
+    model_link = f"{ui}/#/models/{promotion['model_name']}/versions/{version}"
+
+    def figure(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    p_value = promotion.get("p_value")
+    decision = "promoted to **champion**" if promotion["promote"] else "kept as **challenger**"
+    lines = [
+        f"# {promotion['model_name']} version {version}: {decision}",
+        "" if fresh else "_The register stage did not run this time; this is its last outcome._",
+        "",
+        "| | candidate | champion |",
+        "|---|---|---|",
+        f"| model version | {version} | {promotion.get('previous_champion') or 'n/a'} |",
+        "| test accuracy | "
+        f"{figure(promotion['candidate_accuracy'])} | {figure(promotion['champion_accuracy'])} |",
+        "| right where the other is wrong | "
+        f"{promotion['candidate_only_right']} | {promotion['champion_only_right']} |",
+        "",
+        f"**Decision:** {promotion['reason']}",
+        f"**McNemar exact p-value:** {'n/a' if p_value is None else f'{p_value:.4g}'}",
+        "",
+        f"- training run: [{run['run_id']}]({run_link})",
+        f"- registered model: [{promotion['model_name']} v{version}]({model_link})",
+        f"- serve it: `mlflow models serve -m {promotion['model_uri']} --env-manager local`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="publish-promotion", cache_policy=NO_CACHE)
+def publish_promotion(root: Path, before: bytes | None) -> dict[str, Any]:
+    """Read reports/promotion.json and publish it as the `ferops-promotion` artifact."""
+    layout = Layout(root)
+    current = layout.promotion.read_bytes()
+    promotion = json.loads(current)
+    run = json.loads(layout.training_run.read_text())
+    fresh = current != before
+    create_markdown_artifact(
+        key=ARTIFACT_KEY,
+        markdown=promotion_markdown(promotion, run, fresh),
+        description="Promotion decision of the latest retraining",
+    )
+    return {**promotion, "register_ran": fresh}
+
+
+@flow(name="ferops-retrain", log_prints=True)
+def retrain_flow(root: str = ".", force: bool = False, retries: int = 1) -> dict[str, Any]:
+    """Rerun the pipeline when data or params changed (always with `force`); report promotion."""
+    project = Path(root).resolve()
+    changes = pipeline_changes(project)
+    if not changes and not force:
+        log.info("nothing changed since the last run; no retraining (use --force to retrain)")
+        return {"retrained": False, "changed": []}
+    log.info("retraining; changed stages: %s", ", ".join(sorted(changes)) or "none (forced)")
+    promotion_file = Layout(project).promotion
+    before = promotion_file.read_bytes() if promotion_file.is_file() else None
+    reproduce.with_options(retries=retries, retry_delay_seconds=RETRY_DELAY_S)(project, force)
+    promotion = publish_promotion(project, before)
+    return {"retrained": True, "changed": sorted(changes), **promotion}

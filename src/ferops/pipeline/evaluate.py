@@ -1,0 +1,242 @@
+"""Evaluation on the test split: metrics, confusion matrix, calibration, attention maps.
+
+Everything lands in reports/ (metrics.json is the DVC metric; evaluation/ holds the tables and
+figures) and is logged to the training run in MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
+
+from ferops.data.faceset import load_faceset
+from ferops.kernel.config import Params
+from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES
+from ferops.kernel.files import replace_dir, write_json
+from ferops.kernel.layout import Layout, tracking_uri
+from ferops.models.builders import load_model
+from ferops.training import figures
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_BINS = 15
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
+    """Accuracy, macro and weighted precision/recall/F1, per-class figures and calibration."""
+    predicted = probabilities.argmax(axis=1)
+    everyone = list(range(NUM_CLASSES))
+    metrics: dict[str, Any] = {
+        "accuracy": float(np.mean(predicted == labels)),
+        "n_images": len(labels),
+    }
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(
+            labels, predicted, labels=everyone, average=average, zero_division=0
+        )
+        metrics |= {
+            f"{average}_precision": float(p),
+            f"{average}_recall": float(r),
+            f"{average}_f1": float(f),
+        }
+    p, r, f, support = precision_recall_fscore_support(
+        labels, predicted, labels=everyone, zero_division=0
+    )
+    metrics["per_class"] = {
+        EMOTIONS[c]: {
+            "precision": float(p[c]),
+            "recall": float(r[c]),
+            "f1": float(f[c]),
+            "support": int(support[c]),
+        }
+        for c in everyone
+    }
+    metrics["expected_calibration_error"] = float(
+        reliability_table(labels, probabilities)["gap_weighted"].sum()
+    )
+    return metrics
+
+
+def reliability_table(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS
+) -> pd.DataFrame:
+    """Confidence vs accuracy in equal-width confidence bins (Guo et al., 2017).
+
+    The expected calibration error is the sum of `gap_weighted`: each bin's |accuracy -
+    confidence| weighted by its share of images.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = which == b
+        count = int(inside.sum())
+        accuracy = float(correct[inside].mean()) if count else float("nan")
+        mean_conf = float(confidence[inside].mean()) if count else float("nan")
+        rows.append(
+            {
+                "bin_low": edges[b],
+                "bin_high": edges[b + 1],
+                "count": count,
+                "confidence": mean_conf,
+                "accuracy": accuracy,
+                "gap_weighted": abs(accuracy - mean_conf) * count / len(labels) if count else 0.0,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_evaluation(
+    labels: np.ndarray, probabilities: np.ndarray, sources: list[str], out_dir: Path
+) -> dict[str, Any]:
+    """Write tables and figures for a set of predictions into `out_dir`; return the metrics."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = classification_metrics(labels, probabilities)
+    predicted = probabilities.argmax(axis=1)
+    counts = confusion_matrix(labels, predicted, labels=list(range(NUM_CLASSES)))
+    normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    pd.DataFrame(counts, index=EMOTIONS, columns=EMOTIONS).to_csv(out_dir / "confusion_counts.csv")
+    pd.DataFrame(normalised, index=EMOTIONS, columns=EMOTIONS).round(4).to_csv(
+        out_dir / "confusion_normalised.csv"
+    )
+    pd.DataFrame(
+        {
+            "source": sources,
+            "actual": [EMOTIONS[y] for y in labels],
+            "predicted": [EMOTIONS[y] for y in predicted],
+            "confidence": probabilities.max(axis=1).round(4),
+        }
+    ).to_csv(out_dir / "predictions.csv", index=False)
+    report = classification_report(
+        labels,
+        predicted,
+        labels=list(range(NUM_CLASSES)),
+        target_names=list(EMOTIONS),
+        digits=4,
+        zero_division=0,
+    )
+    (out_dir / "classification_report.txt").write_text(report)
+    per_class = pd.DataFrame(metrics["per_class"]).T.rename_axis("emotion")
+    per_class.to_csv(out_dir / "per_class.csv")
+    table = reliability_table(labels, probabilities)
+    table.to_csv(out_dir / "reliability.csv", index=False)
+    figures.confusion(counts, normalised, out_dir / "confusion_matrix.png")
+    figures.reliability(table, metrics["expected_calibration_error"], out_dir / "reliability.png")
+    figures.per_class(per_class, out_dir / "per_class.png")
+    return metrics
+
+
+def run(params: Params, layout: Layout) -> dict[str, Any]:
+    """Evaluate models/model.keras on the test split; write reports/ and log to MLflow."""
+    return evaluate(
+        processed=layout.processed,
+        model_path=layout.model,
+        run_file=layout.training_run,
+        out_dir=layout.evaluation,
+        metrics_path=layout.metrics,
+        root=layout.root,
+    )
+
+
+def evaluate(
+    *,
+    processed: Path,
+    model_path: Path,
+    run_file: Path | None,
+    out_dir: Path,
+    metrics_path: Path,
+    root: Path,
+    data_source: str = "",
+) -> dict[str, Any]:
+    """Evaluate models/model.keras on the test split; reports replace the old ones only when
+    every file was written."""
+    test = load_faceset(processed)["test"]
+    model = load_model(model_path)
+    probabilities = model.predict(test.x, batch_size=256, verbose=0)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=".evaluation.", dir=out_dir.parent))
+    try:
+        metrics = write_evaluation(test.y, probabilities, test.sources, staged)
+        figures.attention_sheet(model, test.x, test.y, probabilities, staged / "attention.png")
+        replace_dir(staged, out_dir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    headline = {k: v for k, v in metrics.items() if k != "per_class"}
+    mirrored, *moved = view_probabilities(model, test.x, shifts=True)  # each view once
+    with_tta = {
+        "tta_flip": classification_metrics(test.y, np.mean([probabilities, mirrored], axis=0)),
+        "tta_flip_shift": classification_metrics(
+            test.y, np.mean([probabilities, mirrored, *moved], axis=0)
+        ),
+    }
+    write_json(
+        metrics_path,
+        {
+            **headline,
+            "per_class_f1": {e: round(m["f1"], 4) for e, m in metrics["per_class"].items()},
+            # Test-time augmentation: the mean over the face and its mirror image (and the face
+            # moved 2 px each way). Reported beside the plain figures; the gate and the served
+            # model use the plain ones.
+            **{name: {k: m[k] for k in ("accuracy", "macro_f1")} for name, m in with_tta.items()},
+        },
+    )
+    run = json.loads(run_file.read_text()) if run_file is not None and run_file.is_file() else {}
+    if run.get("run_id"):  # empty when trained with --no-track
+        _log_to_training_run(run, headline, out_dir, root)
+    log.info(
+        "test accuracy %.4f, macro F1 %.4f, ECE %.4f on %d images",
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        metrics["expected_calibration_error"],
+        len(test),
+    )
+    return metrics
+
+
+TTA_SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))  # (dx, dy) in pixels
+
+
+def tta(
+    model: Any, faces: np.ndarray, probabilities: np.ndarray, *, shifts: bool = False
+) -> np.ndarray:
+    """Mean probabilities over each face and its horizontal mirror (faces are near-symmetric)
+    and, with `shifts`, the face moved 2 px each way: the views training augmentation taught
+    the model to expect. `probabilities` are the model's on the faces as they are."""
+    return np.mean([probabilities, *view_probabilities(model, faces, shifts=shifts)], axis=0)
+
+
+def view_probabilities(model: Any, faces: np.ndarray, *, shifts: bool) -> list[np.ndarray]:
+    """The model's probabilities on the mirror images, then (with `shifts`) on each shift."""
+    views = [faces[:, :, ::-1]]
+    if shifts:
+        views += [shifted(faces, dx, dy) for dx, dy in TTA_SHIFTS]
+    return [model.predict(np.ascontiguousarray(v), batch_size=256, verbose=0) for v in views]
+
+
+def shifted(faces: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """Faces (N, H, W[, 1]) moved dx px right and dy px down; edge pixels fill the gap."""
+    pad = max(abs(dx), abs(dy))
+    widths = [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (faces.ndim - 3)
+    padded = np.pad(faces, widths, mode="edge")
+    height, width = faces.shape[1:3]
+    return padded[:, pad - dy : pad - dy + height, pad - dx : pad - dx + width]
+
+
+def _log_to_training_run(
+    run: dict[str, Any], headline: dict[str, Any], out_dir: Path, root: Path
+) -> None:
+    mlflow.set_tracking_uri(tracking_uri(root))
+    with mlflow.start_run(run_id=run["run_id"]):
+        mlflow.log_metrics({f"test_{k}": float(v) for k, v in headline.items()})
+        mlflow.log_artifacts(str(out_dir), "evaluation")

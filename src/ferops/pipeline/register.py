@@ -1,0 +1,142 @@
+"""Register stage: register the trained model and decide whether it becomes champion.
+
+The decision is ferops.registry.gate's (McNemar's exact test against the champion on today's
+test faces). Aliases move only after everything else succeeded, so a failed run moves none;
+reports/promotion.json and the version's tags say why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+
+from ferops.data.faceset import Split, load_faceset
+from ferops.imaging.contrast import Preprocessing
+from ferops.inference.resolve import registered_files
+from ferops.inference.runtime import open_classifier
+from ferops.kernel.config import CHALLENGER, CHAMPION, Params, RegisterConfig, alias_uri
+from ferops.kernel.files import write_json
+from ferops.kernel.layout import Layout, tracking_uri
+from ferops.models.builders import load_model
+from ferops.registry.gate import GateDecision, gate
+from ferops.registry.publish import log_pyfunc
+from ferops.registry.versions import git_commit, set_tags, version_by_alias
+
+log = logging.getLogger(__name__)
+
+
+def run(params: Params, layout: Layout) -> dict[str, Any]:
+    """Register the trained model; promote it to champion only if it beats the current one."""
+    return register(
+        params,
+        processed=layout.processed,
+        model_path=layout.model,
+        run_file=layout.training_run,
+        evaluation_dir=layout.evaluation,
+        metrics_path=layout.metrics,
+        promotion_path=layout.promotion,
+        root=layout.root,
+    )
+
+
+def register(
+    params: Params,
+    *,
+    processed: Path,
+    model_path: Path,
+    run_file: Path,
+    evaluation_dir: Path,
+    metrics_path: Path,
+    promotion_path: Path,
+    root: Path,
+) -> dict[str, Any]:
+    """Log the pyfunc, register a version, gate it against the champion, move one alias."""
+    config = params.register
+    test = load_faceset(processed)["test"]
+    candidate = load_model(model_path)
+    candidate_correct = candidate.predict(test.x, verbose=0).argmax(axis=1) == test.y
+    run = json.loads(run_file.read_text())
+    mlflow.set_tracking_uri(tracking_uri(root))
+    client = MlflowClient()
+
+    champion = version_by_alias(client, config.model_name, CHAMPION)
+    decision = gate(
+        candidate_correct,
+        None if champion is None else champion_correct(config, test, tracking_uri(root)),
+        min_gain=config.min_gain,
+        alpha=config.alpha,
+    )
+    with mlflow.start_run(run_id=run["run_id"]):
+        preprocessing = Preprocessing.load(model_path.with_suffix(".json"))
+        info = log_pyfunc(candidate, model_path, preprocessing, test.x)
+        if evaluation_dir.is_dir():
+            mlflow.log_artifacts(str(evaluation_dir), "evaluation")
+    version = mlflow.register_model(info.model_uri, config.model_name)
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    tags = version_tags(decision, champion, run, metrics, root)
+    set_tags(client, config.model_name, version.version, tags)
+
+    alias = CHAMPION if decision.promote else CHALLENGER
+    client.set_registered_model_alias(config.model_name, alias, version.version)
+    outcome = {
+        "model_name": config.model_name,
+        "version": int(version.version),
+        "alias": alias,
+        "previous_champion": champion.version if champion else None,
+        **asdict(decision),
+        "model_uri": alias_uri(config.model_name, alias),
+    }
+    write_json(promotion_path, outcome)
+    log.info(
+        "registered %s version %s as %s: %s",
+        config.model_name,
+        version.version,
+        alias,
+        decision.reason,
+    )
+    return outcome
+
+
+def champion_correct(config: RegisterConfig, test: Split, tracking: str) -> np.ndarray:
+    """Which test faces the champion gets right, re-evaluated on today's test set whatever
+    data it was trained on. Its files are run directly (the processed faces are already
+    normalised), not its pickled pyfunc class, so a version logged by an older ferops, whose
+    classes may have moved since, is still compared."""
+    files = registered_files(config.champion_uri, tracking)
+    predict = open_classifier(files).predict_fn
+    return predict(test.x).argmax(axis=1) == test.y
+
+
+def version_tags(
+    decision: GateDecision,
+    champion: ModelVersion | None,
+    run: dict[str, Any],
+    metrics: dict[str, Any],
+    root: Path,
+) -> dict[str, str]:
+    """What a registry browser needs to trust a version: data, code, run, gate and numbers."""
+    return {
+        "data_sha1": run.get("data_sha1", ""),
+        "git_commit": git_commit(root),
+        "train_run_id": run["run_id"],
+        "model": json.dumps(run.get("model", {})),
+        "test_accuracy": f"{decision.candidate_accuracy:.4f}",
+        "test_macro_f1": f"{metrics.get('macro_f1', float('nan')):.4f}",
+        "gate": "promoted" if decision.promote else "refused",
+        "gate_reason": decision.reason,
+        "champion_version": champion.version if champion else "none",
+        "champion_accuracy": _or_none(decision.champion_accuracy, ".4f"),
+        "mcnemar_p_value": _or_none(decision.p_value, ".4g"),
+    }
+
+
+def _or_none(value: float | None, spec: str) -> str:
+    return "none" if value is None else format(value, spec)

@@ -1,0 +1,260 @@
+"""Train stage: train the tuned (or configured) model, resumably, and track the run in MLflow.
+
+The model file is replaced only after training succeeded, so a crash keeps the last one.
+Every epoch saves the training state (weights, optimiser and schedule, epoch, best model so
+far) in `layout.train_state`; run again with the same settings and data and training resumes
+where it stopped. The Preprocessing of the data travels beside the model (models/model.json).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+
+from ferops.data.faceset import FaceSet, load_faceset
+from ferops.imaging.contrast import Preprocessing
+from ferops.kernel.config import Params, TrainConfig
+from ferops.kernel.files import atomic_path, write_json
+from ferops.kernel.layout import Layout
+from ferops.kernel.model_spec import ModelSpec
+from ferops.models.builders import build_model_under
+from ferops.training.fit import (
+    apply_tuned,
+    best_so_far,
+    fit,
+    float32_copy,
+    logged_epochs,
+    resume_state,
+    seed_everything,
+)
+from ferops.training.tracking import (
+    EpochMetricsToMlflow,
+    dataset_digest,
+    flatten,
+    use_experiment,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    model: keras.Model
+    history: pd.DataFrame
+    best_val_accuracy: float
+    run_id: str
+    seconds: float
+
+
+def run(params: Params, layout: Layout, *, track: bool = True) -> TrainingResult:
+    """Train the tuned (or configured) model on data/processed; log the run to MLflow."""
+    return train(
+        params,
+        processed=layout.processed,
+        tuned_params=layout.best_params,
+        model_path=layout.model,
+        report_dir=layout.training,
+        root=layout.root,
+        state_dir=layout.train_state,
+        track=track,
+    )
+
+
+def train(
+    params: Params,
+    *,
+    processed: Path,
+    tuned_params: Path | None,
+    model_path: Path,
+    report_dir: Path,
+    root: Path,
+    state_dir: Path,
+    track: bool = True,
+) -> TrainingResult:
+    """Train, resuming from `state_dir` when it holds this very run; write the best epoch's
+    model, its Preprocessing sidecar and the history. `track=False`: no MLflow at all."""
+    spec, config, tuned = tuned_settings(params, tuned_params)
+    faceset = load_faceset(processed)
+    digest = dataset_digest(processed)
+    seed_everything(params.seed)
+    model, precision = build_model_under(config.precision, spec, seed=params.seed)
+    identity = {
+        "model": dataclasses.asdict(spec),
+        "train": dataclasses.asdict(config),
+        "seed": params.seed,
+        "data_sha1": digest,
+    }
+    resume_state(state_dir, identity)
+    epochs_before = logged_epochs(state_dir)
+
+    with _tracking(track, root, params, spec, config, model, faceset, digest, tuned) as run:
+        callbacks = checkpoint_callbacks(state_dir, config.patience)
+        if run is not None:
+            callbacks.append(EpochMetricsToMlflow(run.info.run_id))
+        started = time.perf_counter()
+        verbose = 1 if sys.stdout.isatty() else 2
+        fit(model, faceset, config, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+        seconds = time.perf_counter() - started
+        history = pd.read_csv(state_dir / "history.csv")  # every epoch, resumed runs included
+        history["epoch"] = np.arange(1, len(history) + 1)
+        best = float32_copy(keras.models.load_model(state_dir / "best.keras"), spec, params.seed)
+        images = len(faceset["train"]) * max(1, len(history) - epochs_before)
+        metrics = {
+            "best_val_accuracy": float(history["val_accuracy"].max()),
+            "best_epoch": int(history["val_accuracy"].idxmax()) + 1,
+            "epochs_run": len(history),
+            "seconds": round(seconds, 1),
+            "train_images_per_second": round(images / seconds, 1),
+            "params": model.count_params(),
+        }
+        preprocessing = Preprocessing.load(processed / "preprocessing.json")
+        write_outputs(best, preprocessing, history, metrics, model_path, report_dir)
+        run_record = {**_log_outputs(run, metrics, precision, model_path, report_dir)}
+        run_record.update(identity, precision=precision, tuned=tuned)
+        write_json(report_dir / "run.json", run_record)
+    shutil.rmtree(state_dir, ignore_errors=True)  # finished: the next run starts afresh
+    log.info(
+        "trained %s: best val accuracy %.4f at epoch %d (%.0f s)",
+        model.name,
+        metrics["best_val_accuracy"],
+        metrics["best_epoch"],
+        seconds,
+    )
+    return TrainingResult(
+        best, history, metrics["best_val_accuracy"], run_record["run_id"], seconds
+    )
+
+
+def _log_outputs(
+    run: Any, metrics: dict[str, Any], precision: str, model_path: Path, report_dir: Path
+) -> dict[str, str]:
+    """The run's metrics, model and history to MLflow; where to find the run (empty when
+    not tracked)."""
+    if run is None:
+        return {"run_id": "", "experiment_id": "", "tracking_uri": ""}
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    mlflow.set_tag("ferops.precision", precision)
+    mlflow.log_artifact(str(model_path), "model")
+    mlflow.log_artifact(str(report_dir / "history.csv"))
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "tracking_uri": mlflow.get_tracking_uri(),
+    }
+
+
+def tuned_settings(
+    params: Params, tuned_params: Path | None
+) -> tuple[ModelSpec, TrainConfig, dict[str, Any]]:
+    """model.* and train.*, overridden by the search's best trial when train.use_tuned."""
+    spec, config = params.model, params.train
+    if not (config.use_tuned and tuned_params is not None and tuned_params.is_file()):
+        return spec, config, {}
+    tuned = json.loads(tuned_params.read_text())["params"]
+    spec, config = apply_tuned(spec, config, tuned)
+    return spec, config, tuned
+
+
+def checkpoint_callbacks(state_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
+    """Resumable state every epoch, the best epoch's model, the history, early stopping."""
+    return [
+        keras.callbacks.BackupAndRestore(str(state_dir / "backup"), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            state_dir / "best.keras",
+            monitor="val_accuracy",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far(state_dir),
+        ),
+        keras.callbacks.CSVLogger(str(state_dir / "history.csv"), append=True),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
+    ]
+
+
+def write_outputs(
+    model: keras.Model,
+    preprocessing: Preprocessing,
+    history: pd.DataFrame,
+    metrics: dict[str, Any],
+    model_path: Path,
+    report_dir: Path,
+) -> None:
+    """Each file is replaced atomically; the model's sidecar says how to preprocess faces."""
+    with atomic_path(model_path) as staged:  # staged keeps the .keras suffix Keras needs
+        model.save(staged)
+    with atomic_path(model_path.with_suffix(".json")) as staged:
+        preprocessing.save(staged)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(report_dir / "history.csv") as staged:
+        history.to_csv(staged, index=False)
+    write_json(report_dir / "metrics.json", metrics)
+
+
+@contextmanager
+def _tracking(
+    track: bool,
+    root: Path,
+    params: Params,
+    spec: ModelSpec,
+    config: TrainConfig,
+    model: keras.Model,
+    faceset: FaceSet,
+    digest: str,
+    tuned: dict[str, Any],
+) -> Iterator[Any]:
+    """An MLflow run with the run's settings, data and model summary; None when not tracking."""
+    if not track:
+        yield None
+        return
+
+    use_experiment(root, params.data)
+    run_name = f"train {model.name} lr={config.learning_rate:.2g}"
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags(
+            {
+                "ferops.stage": "train",
+                "ferops.data_sha1": digest,
+                "ferops.variant": spec.variant,
+                "ferops.tuned": str(bool(tuned)),
+            }
+        )
+        mlflow.log_params(
+            flatten(
+                {
+                    "model": dataclasses.asdict(spec),
+                    "train": dataclasses.asdict(config),
+                    "data": {"source": params.data.source},
+                    "seed": params.seed,
+                    "params": model.count_params(),
+                }
+            )
+        )
+        dataset = mlflow.data.from_numpy(
+            faceset["train"].x,
+            targets=faceset["train"].y,
+            name=f"{params.data.source}-train",
+            digest=digest[:32],
+        )
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_text(_summary(model), "model_summary.txt")
+        yield run
+
+
+def _summary(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
+    return "\n".join(lines)

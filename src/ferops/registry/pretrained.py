@@ -1,0 +1,44 @@
+"""Registering the shipped FER2013 model (ferops.models.shipped) in the MLflow registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+
+from ferops.data.sources import synthetic_faceset
+from ferops.kernel.config import CHAMPION, Params, alias_uri
+from ferops.kernel.layout import Layout
+from ferops.models import shipped
+from ferops.models.builders import load_model
+from ferops.registry.publish import log_pyfunc
+
+log = logging.getLogger(__name__)
+
+
+def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
+    """Register the shipped model as a new version of `fer2013-pretrained`, alias champion."""
+    path = shipped.verified_model_file()
+    # Faces for the ONNX parity check and the input example: generated, so no data is needed.
+    few = dataclasses.replace(
+        params.data.synthetic, train_per_class=1, val_per_class=1, test_per_class=10
+    )
+    faces = synthetic_faceset(dataclasses.replace(params.data, synthetic=few), seed=0)["test"].x
+    mlflow.set_tracking_uri(layout.tracking_uri)
+    mlflow.set_experiment("ferops-pretrained")
+    with mlflow.start_run(run_name=f"import {path.name}"):
+        mlflow.set_tags({"ferops.stage": "import-pretrained", "sha256": shipped.SHA256})
+        mlflow.log_metrics({f"test_{k}": v for k, v in shipped.TEST_METRICS.items()})
+        mlflow.log_artifact(str(shipped.MODEL_CARD))
+        info = log_pyfunc(load_model(path), path, shipped.preprocessing(), faces)
+    name = shipped.MODEL_NAME
+    version = mlflow.register_model(info.model_uri, name)
+    client = MlflowClient()
+    client.update_model_version(name, version.version, description=shipped.MODEL_CARD.read_text())
+    client.set_registered_model_alias(name, CHAMPION, version.version)
+    uri = alias_uri(name, CHAMPION)
+    log.info("registered %s version %s as %s", name, version.version, uri)
+    return {"model_name": name, "version": int(version.version), "model_uri": uri}

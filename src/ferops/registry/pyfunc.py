@@ -1,0 +1,134 @@
+"""The served model: an MLflow pyfunc that takes images (or 48x48 pixels) and returns emotions.
+
+Request rows carry either `image` (base64 JPEG/PNG/... of any size and colour) or `pixels`
+(2,304 space-separated grey levels, FER2013's CSV format). Each row comes back as `emotion`,
+`confidence` and `p_<emotion>` for the seven classes. Bad input raises an MlflowException with
+INVALID_PARAMETER_VALUE, which `mlflow models serve` answers with HTTP 400 and the message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from ferops.imaging.contrast import Preprocessing
+from ferops.imaging.decode import UnreadableImage, decode_grey, fit_face
+from ferops.inference.runtime import ModelFiles, open_classifier
+from ferops.kernel.emotions import EMOTIONS
+
+MAX_IMAGE_BYTES = 5 * 1024 * 1024  # per image, after base64 decoding
+MAX_IMAGE_PIXELS = 25_000_000  # width x height: refuses decompression bombs before decoding
+MAX_BATCH = 1024
+PROBABILITY_COLUMNS = [f"p_{emotion}" for emotion in EMOTIONS]
+
+
+def bad_request(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def decode_image(text: Any, *, row: int) -> np.ndarray:
+    """Base64 image → uint8 48x48 grayscale face (centre crop, resize)."""
+    if not isinstance(text, str | bytes) or not text:
+        raise bad_request(f"row {row}: field image must be a non-empty base64 string")
+    if len(text) > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise bad_request(f"row {row}: image larger than {MAX_IMAGE_BYTES} bytes")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise bad_request(f"row {row}: field image is not valid base64 ({exc})") from None
+    try:
+        grey = decode_grey(io.BytesIO(raw), max_pixels=MAX_IMAGE_PIXELS)
+    except UnreadableImage as exc:
+        raise bad_request(f"row {row}: field image is not a readable image ({exc})") from None
+    return fit_face(grey)
+
+
+def parse_pixels(value: Any, *, row: int) -> np.ndarray:
+    """2,304 grey levels (a space-separated string or a list) → uint8 48x48 face."""
+    try:
+        if isinstance(value, str):
+            values = np.array(value.split(), dtype=np.float64)
+        else:
+            values = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (ValueError, TypeError):
+        raise bad_request(f"row {row}: field pixels must hold numbers") from None
+    if values.size != 48 * 48:
+        raise bad_request(
+            f"row {row}: field pixels has {values.size} values, expected 2304 (48x48)"
+        )
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 255:
+        raise bad_request(f"row {row}: field pixels must be finite grey levels in 0..255")
+    return np.rint(values).astype(np.uint8).reshape(48, 48)
+
+
+def faces_from_request(model_input: Any) -> np.ndarray:
+    """Turn a pyfunc request (DataFrame with image/pixels columns, or an array) into faces."""
+    if isinstance(model_input, np.ndarray):
+        model_input = pd.DataFrame({"pixels": list(model_input.reshape(len(model_input), -1))})
+    if not isinstance(model_input, pd.DataFrame):
+        raise bad_request("expected a table with an 'image' or 'pixels' column")
+    columns = [c for c in ("image", "pixels") if c in model_input.columns]
+    if not columns:
+        raise bad_request("expected a column named 'image' (base64) or 'pixels' (2304 values)")
+    if len(model_input) == 0:
+        raise bad_request("the request holds no rows")
+    if len(model_input) > MAX_BATCH:
+        raise bad_request(f"at most {MAX_BATCH} images per request, got {len(model_input)}")
+    faces = np.empty((len(model_input), 48, 48), dtype=np.uint8)
+    for row, record in enumerate(model_input[columns].itertuples(index=False)):
+        values = dict(zip(columns, record, strict=True))
+        image, pixels = values.get("image"), values.get("pixels")
+        if _present(image):
+            faces[row] = decode_image(image, row=row)
+        elif _present(pixels):
+            faces[row] = parse_pixels(pixels, row=row)
+        else:
+            raise bad_request(f"row {row}: neither image nor pixels given")
+    return faces
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and np.isnan(value):
+        return False
+    return not (isinstance(value, str) and value == "")
+
+
+def emotions_table(probabilities: np.ndarray) -> pd.DataFrame:
+    """One row per face: the emotion, its probability, and all seven probabilities."""
+    table = pd.DataFrame(probabilities.astype(np.float64), columns=PROBABILITY_COLUMNS)
+    table.insert(0, "confidence", probabilities.max(axis=1).astype(np.float64))
+    table.insert(0, "emotion", [EMOTIONS[i] for i in probabilities.argmax(axis=1)])
+    return table
+
+
+class EmotionClassifier(mlflow.pyfunc.PythonModel):
+    """The model (ONNX Runtime when its export is there, else Keras) plus the contrast
+    normalisation it was trained with, behind the pyfunc API."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        artifacts = context.artifacts
+        onnx = artifacts.get("onnx_model")
+        files = ModelFiles(
+            keras=Path(artifacts["keras_model"]),
+            onnx=Path(onnx) if onnx else None,
+            preprocessing=Preprocessing.load(Path(artifacts["preprocessing"])),
+            source="pyfunc",
+        )
+        self.classifier = open_classifier(files)
+
+    # No type hints here on purpose: MLflow would try to derive a signature from them.
+    def predict(self, context, model_input, params=None):
+        """One row per request row: emotion, confidence, p_<emotion> (or HTTP 400)."""
+        faces = faces_from_request(model_input)
+        return emotions_table(self.classifier.probabilities(faces))

@@ -1,0 +1,2 @@
+"""Training: fitting a model, augmentation, the Optuna search, MLflow tracking helpers and the
+evaluation figures."""

@@ -1,0 +1,196 @@
+"""Fitting a model: optimiser and schedule, class weights, the tuned settings, resumable state.
+
+The train stage (ferops.pipeline.train) and every search trial (ferops.training.search) fit
+through `fit`, so a trial trains exactly as the final model will."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from ferops.data.faceset import FaceSet
+from ferops.kernel.config import TrainConfig
+from ferops.kernel.emotions import NUM_CLASSES
+from ferops.kernel.errors import ConfigError
+from ferops.kernel.files import write_json
+from ferops.kernel.model_spec import ModelSpec
+from ferops.models.builders import build_model_under
+from ferops.training.augment import AugmentedBatches
+
+log = logging.getLogger(__name__)
+
+# Keys of best_params.json that override model.* and train.* respectively.
+MODEL_KEYS = {f.name for f in dataclasses.fields(ModelSpec)}
+TRAIN_KEYS = {"learning_rate", "label_smoothing", "optimizer", "weight_decay"}
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same weights, same batches, same augmentations: runs repeat exactly
+    (on TensorFlow; other Keras backends are seeded but not made deterministic)."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def apply_tuned(
+    spec: ModelSpec, train: TrainConfig, tuned: dict[str, Any]
+) -> tuple[ModelSpec, TrainConfig]:
+    """Overlay tuned values on the configured model and optimiser settings."""
+    unknown = set(tuned) - MODEL_KEYS - TRAIN_KEYS
+    if unknown:
+        raise ConfigError(f"best_params.json: unknown key(s) {', '.join(sorted(unknown))}")
+    spec = dataclasses.replace(spec, **{k: v for k, v in tuned.items() if k in MODEL_KEYS})
+    train = dataclasses.replace(train, **{k: v for k, v in tuned.items() if k in TRAIN_KEYS})
+    return spec, train
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency weights (sklearn's "balanced"): rare classes count as much as common."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES).astype(float)
+    present = counts > 0
+    weights = np.zeros(NUM_CLASSES)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def make_optimizer(config: TrainConfig, *, steps: int) -> keras.optimizers.Optimizer:
+    """AdamW with cosine decay over the whole run, or SGD with Nesterov momentum and a step
+    schedule (the learning rate divided by 10 at half and at three quarters of the run, as the
+    strongest from-scratch FER2013 models train); weights averaged by EMA if asked. Both
+    schedules are fixed by the run's length, so a trial and the full run follow the same shape."""
+    if config.optimizer == "sgd":
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [max(1, steps // 2), max(2, steps * 3 // 4)],
+            [config.learning_rate, config.learning_rate / 10, config.learning_rate / 100],
+        )
+        return keras.optimizers.SGD(
+            schedule,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=config.weight_decay,
+            use_ema=config.ema,
+            ema_momentum=0.999,
+        )
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps)
+    return keras.optimizers.AdamW(
+        schedule, weight_decay=config.weight_decay, use_ema=config.ema, ema_momentum=0.999
+    )
+
+
+def compile_model(model: keras.Model, config: TrainConfig, *, steps: int) -> None:
+    """The configured optimiser; cross-entropy with label smoothing."""
+    model.compile(
+        optimizer=make_optimizer(config, steps=steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"],
+    )
+
+
+def fit(
+    model: keras.Model,
+    faceset: FaceSet,
+    config: TrainConfig,
+    *,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int | str = 0,
+) -> pd.DataFrame:
+    """Compile and fit on train, validating on val each epoch; return the per-epoch history."""
+    train, val = faceset["train"], faceset["val"]
+    steps = int(np.ceil(len(train) / config.batch_size)) * epochs
+    compile_model(model, config, steps=steps)
+    if config.ema:  # validate and checkpoint the averaged weights, train the raw ones
+        callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), *callbacks]
+    targets = keras.utils.to_categorical(train.y, NUM_CLASSES)
+    weights = class_weights(train.y) if config.class_weight else None
+    validation = (val.x, keras.utils.to_categorical(val.y, NUM_CLASSES))
+    if config.augment > 0 or config.mixup > 0:
+        batches = AugmentedBatches(
+            train.x,
+            targets,
+            batch_size=config.batch_size,
+            strength=config.augment,
+            mixup=config.mixup,
+            seed=int(np.random.randint(0, 2**31 - 1)),  # seeded by seed_everything
+            sample_weights=None if weights is None else np.array([weights[c] for c in train.y]),
+        )
+        history = model.fit(
+            batches, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose
+        )
+    else:
+        history = model.fit(
+            train.x,
+            targets,
+            validation_data=validation,
+            epochs=epochs,
+            batch_size=config.batch_size,
+            class_weight=weights,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def float32_copy(model: keras.Model, spec: ModelSpec, seed: int) -> keras.Model:
+    """The same weights in a fresh float32 model: no optimiser state (a third of the file)
+    and no bfloat16 policy, which most CPUs run slowly and the ONNX export cannot take."""
+    clean, _ = build_model_under("float32", spec, seed=seed)
+    clean.set_weights(model.get_weights())
+    return clean
+
+
+def resume_state(state_dir: Path, identity: dict[str, Any]) -> None:
+    """Keep `state_dir` only if it belongs to this very run (same settings and data)."""
+    marker = state_dir / "identity.json"
+    if marker.is_file() and _same_run(
+        json.loads(marker.read_text()), json.loads(json.dumps(identity, default=str))
+    ):
+        log.info("resuming training from %s after %d epoch(s)", state_dir, logged_epochs(state_dir))
+        return
+    if state_dir.exists():
+        log.info("discarding %s: it belongs to other settings or data", state_dir)
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True)
+    write_json(marker, identity)
+
+
+def _same_run(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Same settings and data; a setting that a newer ferops added, left at its default,
+    is no change (an upgrade mid-run must not throw hours of training away)."""
+    defaults = {
+        "model": dataclasses.asdict(ModelSpec()),
+        "train": dataclasses.asdict(TrainConfig()),
+    }
+    completed = {
+        section: {**defaults[section], **settings}
+        if section in defaults and isinstance(settings, dict)
+        else settings
+        for section, settings in stored.items()
+    }
+    return completed == current
+
+
+def logged_epochs(state_dir: Path) -> int:
+    """Epochs finished so far, as the history log records them."""
+    history = state_dir / "history.csv"
+    return max(0, len(history.read_text().splitlines()) - 1) if history.is_file() else 0
+
+
+def best_so_far(state_dir: Path) -> float | None:
+    """The best val accuracy of the epochs before a resume, so a worse epoch can't replace it."""
+    history = state_dir / "history.csv"
+    if logged_epochs(state_dir) == 0:
+        return None
+    return float(pd.read_csv(history)["val_accuracy"].max())

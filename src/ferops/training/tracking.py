@@ -1,0 +1,106 @@
+"""MLflow wiring: where runs go, how experiments are named, and per-epoch logging."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from ferops.kernel.config import DataConfig
+from ferops.kernel.layout import tracking_uri
+
+
+def experiment_name(data: DataConfig) -> str:
+    """One experiment per data set, so runs on synthetic faces never mix with FER2013's."""
+    if data.source == "synthetic":
+        return "ferops-synthetic"
+    return f"ferops-{data.source}-{Path(data.path).stem}"
+
+
+def use_experiment(root: Path, data: DataConfig) -> str:
+    """Point MLflow at the project's store and experiment; return the experiment id."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    name = experiment_name(data)
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        mlflow.set_experiment(name)
+        return experiment.experiment_id
+    # A local store keeps artifacts beside the database, whatever folder the command runs
+    # from; a tracking server chooses (and proxies) its own artifact destination.
+    local = not uri.startswith(("http://", "https://"))
+    artifacts = (root / "mlartifacts").resolve().as_uri() if local else None
+    experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def dataset_digest(directory: Path) -> str:
+    """sha1 over the processed split files: the identity of the data a model saw."""
+    digest = hashlib.sha1()
+    for name in ("train.npz", "val.npz", "test.npz"):
+        digest.update(name.encode())
+        with (directory / name).open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} → {"a.b": 1}: MLflow params are flat."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+class EpochMetricsToMlflow(keras.callbacks.Callback):
+    """Logs every epoch's loss, accuracy and learning rate to one MLflow run."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        import time
+
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, epoch) for key, value in (logs or {}).items()]
+        MlflowClient().log_batch(self.run_id, metrics=metrics)
+
+
+def trial_run_tags(parent_run_id: str, trial: int, study_name: str, worker: str) -> dict[str, str]:
+    """Tags of a trial's MLflow run, nested under its study's parent run: one shape whether the
+    trial was tracked live (`ferops.pipeline.tune`) or imported afterwards (`ferops.ops.run_import`)."""
+    return {
+        "mlflow.parentRunId": parent_run_id,
+        "ferops.stage": "tune",
+        "ferops.trial": str(trial),
+        "ferops.in_study": study_name,
+        "ferops.worker": worker,
+    }
+
+
+def log_study_summary(summary: dict[str, Any]) -> None:
+    """The search's outcome (summary.json) as metrics of the active parent run."""
+    import mlflow
+
+    mlflow.log_metrics(
+        {
+            "best_val_accuracy": summary["best_value"],
+            "trials_complete": summary["complete"],
+            "trials_pruned": summary["pruned"],
+            "trials_failed": summary["failed"],
+        }
+    )
