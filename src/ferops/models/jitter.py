@@ -1,7 +1,7 @@
 """Training-time augmentation that runs inside the model, on whatever device trains it.
 
-The OpenCV batch feeder (`ferops.training.augment`) warps faces on CPU threads: fine for a CPU run, but
-a GPU would wait for it. `FaceJitter` does the augmentations that matter for FER2013 with
+The OpenCV batch feeder (`ferops.training.augment`) warps faces on CPU threads: fine for a CPU
+run, but a GPU would wait for it. `FaceJitter` does the augmentations that matter for FER2013 with
 integer gathers and elementwise ops only (no resampling), so on a GPU it costs next to nothing:
 a random shift of up to `strength * 4` pixels (the "pad and random crop" of the strongest
 from-scratch models, at full resolution), a horizontal flip, brightness and contrast jitter and

@@ -82,7 +82,8 @@ class EpochMetricsToMlflow(keras.callbacks.Callback):
 
 def trial_run_tags(parent_run_id: str, trial: int, study_name: str, worker: str) -> dict[str, str]:
     """Tags of a trial's MLflow run, nested under its study's parent run: one shape whether the
-    trial was tracked live (`ferops.pipeline.tune`) or imported afterwards (`ferops.ops.run_import`)."""
+    trial was tracked live (`ferops.pipeline.tune`) or imported afterwards
+    (`ferops.ops.run_import`)."""
     return {
         "mlflow.parentRunId": parent_run_id,
         "ferops.stage": "tune",
