@@ -11,7 +11,7 @@ export PREFECT_HOME ?= $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install repro test lint format lock serve clean
+.PHONY: install repro test test-fast lint format lock serve clean
 
 install: $(VENV)/.installed
 
@@ -34,9 +34,14 @@ serve: install
 	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)} \
 	  mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 
-## Lint, format check, then the test suite (slow tests included).
+## CI's command: lint and import contracts, then every tier, with line coverage of src/
+## and the 15 slowest tests at the end.
 test: install lint
-	pytest
+	pytest --cov=ferops --cov-report=term:skip-covered --durations=15
+
+## The unit tier alone (pure functions, tiny shapes, no servers): about a minute.
+test-fast: install
+	pytest tests/unit
 
 ## Style, formatting, and the architecture: layers and no import cycles (pyproject.toml).
 lint: install
@@ -54,4 +59,4 @@ lock: install
 	  --python-platform x86_64-unknown-linux-gnu -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache gx reports/validation-failed
+	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage gx reports/validation-failed

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real params.yaml, shrunk; tiny face sets made in memory."""
+"""Shared fixtures: the real params.yaml, shrunk; tiny face sets made in memory; each test
+marked with its tier (its folder): unit, integration, model or e2e."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from ferops.data.faceset import FaceSet, Split
+from ferops.data.faceset import FaceSet
 from ferops.data.sources import synthetic_faceset
 from ferops.kernel.config import Params, load_params
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 # Keep third-party tooling quiet and offline in every test.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -42,15 +41,6 @@ def tiny_faceset(params: Params) -> FaceSet:
     return synthetic_faceset(params.data, seed=params.seed)
 
 
-def copy_faceset(faceset: FaceSet) -> FaceSet:
-    """A deep copy a test may change freely."""
-    return {k: Split(v.x.copy(), v.y.copy(), list(v.sources)) for k, v in faceset.items()}
-
-
-def noise_faces(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
-
-
 @pytest.fixture(scope="session")
 def prefect_api() -> str:
     """One real Prefect server (temporary database) for the whole session; yields its API URL."""
@@ -76,3 +66,14 @@ def keras_model_file(tmp_path_factory, tiny_faceset) -> Path:
     path = tmp_path_factory.mktemp("model") / "model.keras"
     model.save(path)
     return path
+
+
+TIERS = ("unit", "integration", "model", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`-m unit`, `-m "not e2e"` … select by folder: the tier is where a test lives."""
+    for item in items:
+        tier = Path(item.fspath).relative_to(REPO / "tests").parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))

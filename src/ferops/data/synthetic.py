@@ -4,7 +4,7 @@ Each face has its own identity (shape, skin tone, eye spacing, hair), pose (rota
 shift), lighting (gradient, gamma) and sensor noise. The emotion lives only in the brows, eyes,
 mouth and nose, shown at a random intensity, so weak expressions blur into `neutral` and into
 each other the way real ones do. Translation and lighting make raw pixels a poor feature: a
-linear model on pixels does clearly worse than a small CNN (tests/test_synthetic.py measures
+linear model on pixels does clearly worse than a small CNN (tests/model/test_learning.py measures
 both), which is what makes this data set useful for exercising the pipeline.
 """
 

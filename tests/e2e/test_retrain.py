@@ -1,0 +1,143 @@
+"""Scheduled retraining end to end: the Prefect flow around `dvc repro` on tiny synthetic data,
+its deployment's schedule, and a DVC remote round trip of the outputs it made.
+
+The tests share one project (one pipeline run) and run in file order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import REPO, copy_project, make_folder, run, set_params
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory, prefect_api):
+    from ferops.ops.retrain import retrain_flow
+
+    project = copy_project(tmp_path_factory.mktemp("retrain") / "repo")
+    return project, retrain_flow(root=str(project))
+
+
+def champion_version(project: Path) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    return str(client.get_model_version_by_alias("fer-attention-cnn", "champion").version)
+
+
+def latest_promotion_artifact() -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from ferops.ops.retrain import ARTIFACT_KEY
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
+            sort="CREATED_DESC",
+            limit=1,
+        )
+    return artifacts[0].data
+
+
+def test_a_first_retrain_runs_the_pipeline_and_publishes_the_decision(retrained):
+    project, result = retrained
+    assert result["retrained"] and {"ingest", "train", "register"} <= set(result["changed"])
+    assert result["alias"] == "champion" and result["version"] == 1 and result["register_ran"]
+    assert champion_version(project) == "1"
+    markdown = latest_promotion_artifact()
+    assert "version 1: promoted to **champion**" in markdown
+    run_id = __import__("json").loads((project / "reports/training/run.json").read_text())["run_id"]
+    assert f"/runs/{run_id})" in markdown  # a link to the training run in MLflow
+    assert f"{result['candidate_accuracy']:.4f}" in markdown
+
+
+def test_nothing_changed_means_no_retraining_unless_forced(retrained):
+    from ferops.ops.retrain import retrain_flow
+
+    project, _ = retrained
+    assert retrain_flow(root=str(project)) == {"retrained": False, "changed": []}
+
+    forced = retrain_flow(root=str(project), force=True)
+    # Same data, same seed: an identical model, which the gate refuses to promote.
+    assert forced["retrained"] and forced["register_ran"] and forced["version"] == 2
+    assert forced["alias"] == "challenger" and champion_version(project) == "1"
+    assert "version 2: kept as **challenger**" in latest_promotion_artifact()
+
+
+def test_a_failing_stage_fails_loudly_and_keeps_the_champion(retrained):
+    from ferops.ops.retrain import retrain_flow
+
+    project, _ = retrained
+    params_before = (project / "params.yaml").read_text()
+    promotion_before = (project / "reports" / "promotion.json").read_bytes()
+    faces = make_folder(project / "data" / "raw" / "faces", per_class=3)
+    (faces / "train" / "happiness" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    set_params(project, **{"data.source": "image-folder", "data.path": "data/raw/faces"})
+    try:
+        state = retrain_flow(root=str(project), retries=0, return_state=True)
+    finally:
+        (project / "params.yaml").write_text(params_before)
+        shutil.rmtree(faces)
+    assert state.is_failed()
+    message = str(state.message) + repr(state.result(raise_on_failure=False))
+    assert "stage 'ingest'" in message and "corrupt.png" in message
+    assert champion_version(project) == "1"
+    assert (project / "reports" / "promotion.json").read_bytes() == promotion_before
+
+
+def test_the_deployment_carries_the_cron_schedule(tmp_path, prefect_api):
+    """`prefect deploy` from prefect.yaml, and `flow.to_deployment`, both keep the schedule."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from ferops.ops.retrain import retrain_flow
+
+    sys.path.insert(0, str(REPO / "flows"))
+    try:
+        from retrain import DEFAULT_CRON  # flows/retrain.py
+    finally:
+        sys.path.remove(str(REPO / "flows"))
+    served = retrain_flow.to_deployment(name="scheduled", cron=DEFAULT_CRON)
+    assert served.schedules[0].schedule.cron == DEFAULT_CRON
+
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"][0]
+    shutil.copytree(REPO / "flows", tmp_path / "flows")
+    shutil.copy(REPO / "prefect.yaml", tmp_path / "prefect.yaml")
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=config["work_pool"]["name"], type="process"))
+    prefect = str(Path(sys.executable).parent / "prefect")
+    run([prefect, "--no-prompt", "deploy", "--all"], tmp_path, env={"PREFECT_API_URL": prefect_api})
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(f"ferops-retrain/{config['name']}")
+    assert deployment.schedules[0].schedule.cron == config["schedules"][0]["cron"] == DEFAULT_CRON
+    assert deployment.work_pool_name == "ferops-process"
+
+
+def test_dvc_push_then_pull_restores_the_outputs_in_a_fresh_clone(retrained, tmp_path):
+    project, _ = retrained
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "pipeline outputs"], project)
+    run(["dvc", "push"], project)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    outputs = ["models/model.keras", *(f"data/processed/{s}.npz" for s in ("train", "val", "test"))]
+    assert not any((clone / name).exists() for name in outputs)
+    run(["dvc", "pull"], clone)
+    for name in outputs:
+        assert digest(clone / name) == digest(project / name), name
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], clone).stdout
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,292 @@
+"""Helpers shared by the tiers (plain functions, not fixtures): project copies, data
+folders, tiny models. No test module imports another; they all import from here."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import mlflow
+import numpy as np
+import yaml
+from PIL import Image
+
+from ferops.data.faceset import FaceSet, Split
+from ferops.data.scenes import paste, scene
+from ferops.data.synthetic import balanced_labels, generate_faces
+from ferops.imaging.faces import Box, FaceDetector
+from ferops.kernel.config import Params, TrainConfig
+from ferops.kernel.model_spec import ModelSpec
+from ferops.registry.pyfunc import MAX_IMAGE_BYTES
+from ferops.training.fit import fit, seed_everything
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_onnx_classifier(path: Path) -> None:
+    """A valid 7-way classifier for (N, 48, 48) uint8 faces, built with onnx's own helpers:
+    no Keras export, so the test itself stays out of TensorFlow."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(
+        np.random.default_rng(0).normal(size=(48 * 48, 7)).astype(np.float32) / 1000, "w"
+    )
+    shape = numpy_helper.from_array(np.array([-1, 48 * 48], np.int64), "shape")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["faces"], ["x"], to=TensorProto.FLOAT),
+            helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("faces", TensorProto.UINT8, [None, 48, 48])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 7])],
+        initializer=[weights, shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+
+
+def found(truth: Box, boxes: list[Box]) -> bool:
+    return any(truth.iou(box) > 0.3 for box in boxes)
+
+
+def detectable(tiny_faceset, count: int) -> list[np.ndarray]:
+    """The first `count` test faces the cascade finds when pasted alone."""
+    detector = FaceDetector()
+    chosen = []
+    for face in tiny_faceset["test"].x:
+        image = scene()
+        truth = paste(image, face, 200, 150)
+        if found(truth, detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))):
+            chosen.append(face)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError("too few detectable faces")
+
+
+def model_keys_match(trained: dict, chosen: dict) -> bool:
+    return all(trained[key] == value for key, value in chosen.items() if key in trained)
+
+
+# Folder names as users have them: mixed case and synonyms.
+CLASS_DIRS = ["Anger", "disgust", "FEAR", "happiness", "Sadness", "surprised", "neutral"]
+
+
+def make_folder(root: Path, splits=("train", "val", "test"), per_class: int = 2) -> Path:
+    """A tiny image-folder data set with odd sizes, colour modes and formats."""
+    rng = np.random.default_rng(0)
+    modes = [
+        ("L", (48, 48), "png"),
+        ("RGB", (97, 61), "jpg"),
+        ("RGBA", (30, 40), "png"),
+        ("RGB", (200, 200), "jpeg"),
+    ]
+    n = 0
+    for split in splits:
+        for class_dir in CLASS_DIRS:
+            folder = root / split / class_dir
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                mode, size, ext = modes[n % len(modes)]
+                n += 1
+                channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+                pixels = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
+                Image.fromarray(pixels.squeeze(), mode=None).convert(mode).save(
+                    folder / f"img{i}.{ext}"
+                )
+    return root
+
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "ferops test",
+    "GIT_AUTHOR_EMAIL": "test@ferops.invalid",
+    "GIT_COMMITTER_NAME": "ferops test",
+    "GIT_COMMITTER_EMAIL": "test@ferops.invalid",
+}
+
+
+def run(
+    cmd: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        **GIT_IDENTITY,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        **(env or {}),
+    }
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def set_params(project: Path, **changes: object) -> None:
+    """Apply dotted-key changes to the copy's params.yaml."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = params
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+TINY = {
+    "data.synthetic.train_per_class": 20,
+    "data.synthetic.val_per_class": 6,
+    "data.synthetic.test_per_class": 6,
+    "validate.min_split_size": {"train": 50, "val": 20, "test": 20},
+    "model.width": 4,
+    "train.epochs": 2,
+    "tune.n_trials": 2,
+    "tune.epochs": 2,
+    "tune.space.width": [4],
+    "tune.space.depth": [1, 2],
+}
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh copy of the repository's files (what a clone would hold) with tiny params."""
+    files = run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout
+    for name in files.splitlines():
+        source = REPO / name
+        if source.is_file() and not name.startswith(("data/interim", "data/processed")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "init", "-q"], dest)
+    set_params(dest, **TINY)
+    return dest
+
+
+def trained_model(faceset, path: Path, epochs: int) -> None:
+    from ferops.models.builders import build_model
+
+    seed_everything(0)
+    model = build_model(ModelSpec(attention="spatial", width=8, depth=3, augment=0.0))
+    if epochs:
+        fit(
+            model,
+            faceset,
+            TrainConfig(batch_size=32, learning_rate=0.004),
+            epochs=epochs,
+            callbacks=[],
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+
+
+def register_in(root: Path, params, faceset):
+
+    from ferops.pipeline.register import register
+
+    experiment = mlflow.set_experiment("register-test")
+    run = mlflow.MlflowClient().create_run(experiment.experiment_id)
+    (root / "training").mkdir(exist_ok=True)
+    (root / "training" / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
+    return register(
+        params,
+        processed=root / "processed",
+        model_path=root / "model.keras",
+        run_file=root / "training" / "run.json",
+        evaluation_dir=root / "evaluation",
+        metrics_path=root / "metrics.json",
+        promotion_path=root / "promotion.json",
+        root=root,
+    )
+
+
+def encoded(face: np.ndarray, fmt: str = "PNG", size=None, mode: str = "L") -> str:
+    image = Image.fromarray(face).convert(mode)
+    if size:
+        image = image.resize(size)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def write_clip(path, faces: list[np.ndarray], frames: int = 24) -> None:
+    """Faces drifting right across a 640x480 scene, 12 frames/s."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 12.0, (640, 480))
+    for i in range(frames):
+        image = scene()
+        for k, face in enumerate(faces):
+            paste(image, face, 40 + 4 * i + 300 * k, 120 + 60 * k)
+        writer.write(image)
+    writer.release()
+
+
+def synthetic_faces(seed: int, per_class: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """`per_class` generated faces of each emotion, shuffled, and their labels."""
+    rng = np.random.default_rng(seed)
+    labels = balanced_labels(per_class, rng=rng)
+    return generate_faces(labels, rng=rng), labels
+
+
+def tiny_params(params: Params) -> Params:
+    return dataclasses.replace(params, model=TINY_SPEC, train=TINY_TRAIN)
+
+
+TINY_TUNE = {
+    "n_trials": 3,
+    "epochs": 2,
+    "pruner_startup_trials": 1,
+    "pruner_warmup_epochs": 0,
+    "space": {
+        "attention": ["none", "spatial"],
+        "width": [4],
+        "depth": [1, 2],
+        "dropout": [0.1, 0.3],
+        "learning_rate": [0.001, 0.01],
+        "label_smoothing": [0.0, 0.1],
+    },
+}
+
+
+def copy_faceset(faceset: FaceSet) -> FaceSet:
+    """A deep copy a test may change freely."""
+    return {k: Split(v.x.copy(), v.y.copy(), list(v.sources)) for k, v in faceset.items()}
+
+
+def noise_faces(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
+
+
+TINY_SPEC = ModelSpec(attention="spatial", width=4, depth=2, augment=0.5)
+TINY_TRAIN = TrainConfig(epochs=2, batch_size=16, patience=2, use_tuned=False)
+
+
+def bomb() -> str:
+    """A tiny PNG that claims 6,000 x 6,000 pixels."""
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 6000)).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+JUNK = {
+    "bad base64": ({"image": ["%%%not base64%%%"]}, "row 0: field image is not valid base64"),
+    "not an image": (
+        {"image": [base64.b64encode(b"hello world").decode()]},
+        "row 0: field image is not a readable image",
+    ),
+    "empty": ({"image": [""]}, "row 0: neither image nor pixels"),
+    "wrong shape": ({"pixels": ["1 2 3"]}, "field pixels has 3 values, expected 2304"),
+    "NaN": ({"pixels": [" ".join(["nan"] * 2304)]}, "finite grey levels"),
+    "too large": ({"image": ["A" * (MAX_IMAGE_BYTES * 2)]}, "image larger than"),
+    "decompression bomb": ({"image": [bomb()]}, "decompression bomb"),
+    "no column": ({"text": ["hi"]}, "expected a column named 'image'"),
+}

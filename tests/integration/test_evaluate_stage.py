@@ -1,0 +1,48 @@
+"""The evaluate stage on a trained model: metrics, figures, the attention sheet, and the
+evaluation logged to the training run in MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ferops.kernel.model_spec import ModelSpec
+from ferops.models.builders import build_model
+from ferops.pipeline.evaluate import (
+    evaluate,
+)
+
+
+def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
+    tiny_faceset, tmp_path, monkeypatch
+):
+    import mlflow
+
+    from ferops.data.faceset import save_faceset
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = mlflow.MlflowClient().create_run(mlflow.set_experiment("eval-test").experiment_id)
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
+    save_faceset(tiny_faceset, tmp_path / "processed")
+    build_model(ModelSpec(attention="cbam", width=4, depth=2)).save(tmp_path / "model.keras")
+
+    metrics = evaluate(
+        processed=tmp_path / "processed",
+        model_path=tmp_path / "model.keras",
+        run_file=tmp_path / "run.json",
+        out_dir=tmp_path / "reports" / "evaluation",  # reports/ does not exist yet
+        metrics_path=tmp_path / "reports" / "metrics.json",
+        root=tmp_path,
+    )
+    on_disk = json.loads((tmp_path / "reports" / "metrics.json").read_text())
+    assert on_disk["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert on_disk["n_images"] == len(tiny_faceset["test"])
+    for name in ("tta_flip", "tta_flip_shift"):
+        assert 0 <= on_disk[name]["accuracy"] <= 1 and "macro_f1" in on_disk[name]
+    assert (tmp_path / "reports" / "evaluation" / "attention.png").stat().st_size > 0
+    logged = mlflow.get_run(run.info.run_id)
+    assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    names = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "evaluation")]
+    assert "evaluation/confusion_matrix.png" in names

@@ -1,0 +1,55 @@
+"""`ferops predict` on photos with several faces: every face listed, annotated, and the same
+probabilities as the classifier gives directly."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+from typer.testing import CliRunner
+
+from ferops.cli import app
+from ferops.data.scenes import paste, scene
+from ferops.imaging.faces import Box, crop_face
+from ferops.kernel.emotions import EMOTIONS
+from tests.helpers import detectable
+
+
+def test_predict_lists_every_face_annotates_and_matches_the_classifier(
+    tmp_path, tiny_faceset, keras_model_file
+):
+    from ferops.inference.runtime import load_classifier
+
+    a, b = detectable(tiny_faceset, 2)
+    image = scene()
+    paste(image, a, 40, 60, 150)
+    paste(image, b, 380, 200)
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), image)
+    empty = tmp_path / "empty.jpg"
+    cv2.imwrite(str(empty), scene(seed=3))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+    runner = CliRunner()
+    args = ["predict", str(photo), str(empty), "--model", str(keras_model_file), "--json"]
+    result = runner.invoke(app, [*args, "--annotate", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [r["photo"] for r in records] == [str(photo)] * 2
+    assert "empty.jpg: no face found" in result.output  # said, not an error
+    assert all(abs(sum(r[f"p_{e}"] for e in EMOTIONS) - 1) < 1e-3 for r in records)
+    assert (tmp_path / "out" / "two.annotated.png").is_file()
+    assert not (tmp_path / "out" / "empty.annotated.png").exists()
+
+    # The same numbers as the classifier on the same crops.
+    classifier = load_classifier(keras_model_file)
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    boxes = [Box(r["x"], r["y"], r["w"], r["h"]) for r in records]
+    expected = classifier.probabilities(np.stack([crop_face(grey, box) for box in boxes]))
+    got = np.array([[r[f"p_{e}"] for e in EMOTIONS] for r in records])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+    failed = runner.invoke(app, ["predict", str(broken), "--model", str(keras_model_file)])
+    assert failed.exit_code == 1 and "broken.png: not a readable image" in failed.output

@@ -1,0 +1,59 @@
+"""The shipped model through the registry: `predict` falls back to it, `import-pretrained`
+registers it and the registered pyfunc answers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+from typer.testing import CliRunner
+
+from ferops.cli import app
+from ferops.data.scenes import paste, scene
+from ferops.models import shipped as pretrained
+from tests.helpers import REPO, detectable
+
+
+def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset, monkeypatch):
+    from mlflow import MlflowClient
+
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    image = scene()
+    paste(image, detectable(tiny_faceset, 1)[0], 200, 150, 150)
+    photo = tmp_path / "face.png"
+    cv2.imwrite(str(photo), image)
+    runner = CliRunner()
+
+    def predict(*extra: str) -> list[dict]:
+        result = runner.invoke(
+            app, ["predict", str(photo), "--json", "--root", str(tmp_path), *extra]
+        )
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    fallback = predict()  # an empty registry: the shipped model answers
+    assert len(fallback) == 1
+
+    imported = runner.invoke(app, ["registry", "import-pretrained", "--root", str(tmp_path)])
+    assert imported.exit_code == 0, imported.output
+    version = MlflowClient().get_model_version_by_alias(pretrained.MODEL_NAME, "champion")
+    assert str(version.version) == "1" and "Model card" in version.description
+    registered = predict("--model", f"models:/{pretrained.MODEL_NAME}@champion")
+    assert registered[0]["emotion"] == fallback[0]["emotion"]
+    assert abs(registered[0]["confidence"] - fallback[0]["confidence"]) < 1e-3  # ONNX vs Keras
+
+    # The served pyfunc, given the face `predict` cut out, says the same.
+    import mlflow
+    import pandas as pd
+
+    from ferops.imaging.faces import Box, crop_face
+
+    record = registered[0]
+    box = Box(record["x"], record["y"], record["w"], record["h"])
+    face = crop_face(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box)
+    served = mlflow.pyfunc.load_model(f"models:/{pretrained.MODEL_NAME}@champion")
+    answer = served.predict(pd.DataFrame({"pixels": [" ".join(map(str, face.ravel()))]}))
+    assert answer["emotion"][0] == record["emotion"]
+    assert abs(answer["p_happy"][0] - record["p_happy"]) < 1e-3

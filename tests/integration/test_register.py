@@ -1,0 +1,64 @@
+"""Registration through the real MLflow registry (SQLite): a weaker model is registered but
+refused, and a failed run moves no alias."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tests.helpers import register_in, trained_model
+
+
+@pytest.fixture(scope="module")
+def learnable_faceset():
+    """Clean frontal synthetic faces (difficulty 0): a small net learns them in a few epochs on
+    every CPU's numeric path (0.995 test accuracy after 8 epochs with oneDNN on and off, AMD
+    AVX512-BF16), where the default nuisances left it near chance on one Intel AMX CPU (0.19)."""
+    from ferops.data.sources import synthetic_faceset
+    from ferops.kernel.config import DataConfig, SyntheticConfig
+
+    sizes = SyntheticConfig(
+        train_per_class=150, val_per_class=30, test_per_class=30, difficulty=0.0
+    )
+    return synthetic_faceset(DataConfig(synthetic=sizes), seed=5)
+
+
+def test_a_weaker_model_is_registered_but_refused_and_a_failure_moves_nothing(
+    params, learnable_faceset, tmp_path, monkeypatch
+):
+    import mlflow
+
+    from ferops.data.faceset import save_faceset
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    params = dataclasses.replace(
+        params, register=dataclasses.replace(params.register, model_name="fer-test")
+    )
+    save_faceset(learnable_faceset, tmp_path / "processed")
+
+    trained_model(learnable_faceset, tmp_path / "model.keras", epochs=8)
+    first = register_in(tmp_path, params, learnable_faceset)
+    assert first["alias"] == "champion" and first["version"] == 1
+
+    trained_model(learnable_faceset, tmp_path / "model.keras", epochs=0)  # untrained: weaker
+    second = register_in(tmp_path, params, learnable_faceset)
+    assert second["alias"] == "challenger" and second["version"] == 2
+    # Relative, with a wide margin: trained beats untrained by far (chance is 0.14).
+    assert first["candidate_accuracy"] > second["candidate_accuracy"] + 0.3
+    assert second["champion_accuracy"] == pytest.approx(first["candidate_accuracy"])
+    assert second["p_value"] < 0.05 and "not better" in second["reason"]
+    client = mlflow.MlflowClient()
+    assert client.get_model_version_by_alias("fer-test", "champion").version == 1
+    tags = client.get_model_version("fer-test", "2").tags
+    assert tags["gate"] == "refused" and tags["champion_version"] == "1"
+
+    # A broken model file: registration fails, aliases and the report stay as they were.
+    report = (tmp_path / "promotion.json").read_text()
+    (tmp_path / "model.keras").write_bytes(b"not a model")
+    with pytest.raises(Exception, match="model"):
+        register_in(tmp_path, params, learnable_faceset)
+    assert client.get_model_version_by_alias("fer-test", "champion").version == 1
+    assert client.get_model_version_by_alias("fer-test", "challenger").version == 2
+    assert (tmp_path / "promotion.json").read_text() == report

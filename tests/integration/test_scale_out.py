@@ -1,0 +1,98 @@
+"""Scale-out tuning: worker processes share one Optuna study on a real PostgreSQL and log to
+one real MLflow tracking server (PostgreSQL backend store)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from ferops.data.faceset import save_faceset
+from ferops.ops.services import local_postgres, mlflow_server
+from tests.helpers import REPO, TINY_TUNE
+
+FEROPS = str(Path(sys.executable).parent / "ferops")
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """PostgreSQL on loopback (databases optuna and mlflow) and an MLflow server on top."""
+    with (
+        local_postgres(["optuna", "mlflow"]) as postgres,
+        mlflow_server(
+            f"{postgres}/mlflow", tmp_path / "artifacts", tmp_path / "mlflow-server.log"
+        ) as tracking,
+    ):
+        yield f"{postgres}/optuna", tracking
+
+
+def tiny_project(root: Path, faceset) -> Path:
+    root.mkdir()
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["tune"] = {**raw["tune"], **TINY_TUNE}
+    raw["train"]["batch_size"] = 32
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    save_faceset(faceset, root / "data" / "processed")
+    return root
+
+
+def test_two_workers_fill_one_study_exactly(tmp_path, tiny_faceset, servers, prefect_api):
+    storage, tracking = servers
+    project = tiny_project(tmp_path / "project", tiny_faceset)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PREFECT_API_URL": prefect_api}
+    command = [FEROPS, "tune-worker", "--root", str(project), "--storage", storage]
+    command += ["--study", "shared", "--trials", "6"]
+    workers = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output[-3000:]
+
+    trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+    assert sorted(t.number for t in trials) == list(range(6))  # none lost, none duplicated
+    finished = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    assert all(t.state in finished for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took trials
+    ran = [int(output.split("this worker ran ")[1].split()[0]) for output in outputs]
+    assert sum(ran) == 6
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("ferops-synthetic")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`ferops.in_study` = 'shared'"
+    )
+    assert sorted(int(r.data.tags["ferops.trial"]) for r in runs) == list(range(6))
+    parents = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`ferops.study` = 'shared'"
+    )
+    assert len(parents) == 1  # two workers starting together made one parent run
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parents[0].info.run_id}
+    assert {r.data.tags["ferops.worker"] for r in runs} == {t.user_attrs["worker"] for t in trials}
+    assert all(r.data.metrics["best_val_accuracy"] > 0 for r in runs)
+
+
+def test_the_tune_stage_then_writes_reports_from_the_shared_study(
+    tmp_path, tiny_faceset, servers, prefect_api, monkeypatch
+):
+    """After the workers, `ferops tune` on the same study runs no trial and only reports."""
+    storage, tracking = servers
+    project = tiny_project(tmp_path / "project", tiny_faceset)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    from ferops.pipeline.tune import tune_flow, tune_worker_flow
+
+    assert tune_worker_flow(root=str(project), n_trials=2, storage=storage, study_name="s") == 2
+    summary = tune_flow(root=str(project), n_trials=2, storage=storage, study_name="s")
+    assert summary["complete"] + summary["pruned"] == 2
+    assert "password" not in summary["storage"] and summary["storage"].endswith("/optuna")
+    assert (project / "reports" / "tuning" / "best_params.json").is_file()

@@ -1,0 +1,112 @@
+"""The train stage: the best model, its history and an MLflow run; an interrupted run resumes
+from its last epoch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from ferops.data.faceset import save_faceset
+from tests.helpers import tiny_params
+
+
+def test_train_writes_the_best_model_history_and_an_mlflow_run(
+    params, tiny_faceset, tmp_path, monkeypatch
+):
+    import mlflow
+
+    from ferops.pipeline.train import train
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    save_faceset(tiny_faceset, tmp_path / "processed")
+    result = train(
+        tiny_params(params),
+        processed=tmp_path / "processed",
+        tuned_params=None,
+        model_path=tmp_path / "models" / "model.keras",
+        report_dir=tmp_path / "training",
+        root=tmp_path,
+        state_dir=tmp_path / "state",
+    )
+    assert not (tmp_path / "state").exists()  # finished runs leave no resume state
+
+    history = pd.read_csv(tmp_path / "training" / "history.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert result.best_val_accuracy == history["val_accuracy"].max()
+    loaded = keras.models.load_model(tmp_path / "models" / "model.keras")
+    faces = tiny_faceset["val"].x
+    np.testing.assert_allclose(
+        loaded.predict(faces, verbose=0), result.model.predict(faces, verbose=0), atol=1e-6
+    )
+
+    record = json.loads((tmp_path / "training" / "run.json").read_text())
+    run = mlflow.get_run(record["run_id"])
+    assert record["precision"] == run.data.tags["ferops.precision"] == "float32"
+    assert run.data.params["model.attention"] == "spatial"
+    assert run.data.tags["ferops.stage"] == "train"
+    steps = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
+    assert [m.step for m in steps] == [0, 1]
+    assert run.inputs.dataset_inputs[0].dataset.name == "synthetic-train"
+    assert "model_summary.txt" in [
+        a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)
+    ]
+
+
+def test_an_interrupted_run_resumes_from_its_last_epoch(
+    params, tiny_faceset, tmp_path, monkeypatch
+):
+    """Killed after epoch 2 of 3, the same command runs only epoch 3 (with EMA weights)."""
+    import ferops.pipeline.train as training
+
+    save_faceset(tiny_faceset, tmp_path / "processed")
+    settings = tiny_params(params)
+    settings = dataclasses.replace(
+        settings, train=dataclasses.replace(settings.train, epochs=3, patience=3, ema=True)
+    )
+    real_fit = training.fit
+    epochs_seen: list[int] = []
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs_seen.append(epoch)
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("simulated power cut")
+
+    def fit_then(*extra):
+        def patched(model, faceset, config, *, epochs, callbacks, verbose=0):
+            return real_fit(
+                model, faceset, config, epochs=epochs, callbacks=[*callbacks, *extra],
+                verbose=verbose,
+            )  # fmt: skip
+
+        return patched
+
+    arguments = {
+        "processed": tmp_path / "processed",
+        "tuned_params": None,
+        "model_path": tmp_path / "model.keras",
+        "report_dir": tmp_path / "training",
+        "root": tmp_path,
+        "state_dir": tmp_path / "state",
+        "track": False,
+    }
+    monkeypatch.setattr(training, "fit", fit_then(Recorder(), Crash()))
+    with pytest.raises(RuntimeError, match="power cut"):
+        training.train(settings, **arguments)
+    assert not (tmp_path / "model.keras").exists()  # nothing half-done was published
+    assert len(pd.read_csv(tmp_path / "state" / "history.csv")) == 2
+
+    monkeypatch.setattr(training, "fit", fit_then(Recorder()))
+    result = training.train(settings, **arguments)
+    assert epochs_seen == [0, 1, 2]  # epoch 3 only, the second time
+    assert list(result.history["epoch"]) == [1, 2, 3]
+    assert (tmp_path / "model.keras").is_file() and not (tmp_path / "state").exists()
+    assert json.loads((tmp_path / "training" / "run.json").read_text())["run_id"] == ""

@@ -1,0 +1,163 @@
+"""The Optuna search as a Prefect flow: trials, pruning, nested MLflow runs, resumption."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from ferops.data.faceset import save_faceset
+from ferops.kernel.config import load_params
+from tests.helpers import REPO, TINY_TUNE
+
+
+@pytest.fixture
+def project(tmp_path, tiny_faceset, monkeypatch):
+    """A project root with tiny processed data and a shrunk copy of the real params.yaml."""
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["tune"] = {**raw["tune"], **TINY_TUNE, "storage": "sqlite:///optuna.db"}
+    raw["train"]["batch_size"] = 32
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    save_faceset(tiny_faceset, tmp_path / "data" / "processed")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return tmp_path
+
+
+def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_api):
+    import mlflow
+
+    from ferops.pipeline.tune import default_study_name, tune_flow
+
+    summary = tune_flow(root=str(project))
+    name = default_study_name(load_params(project / "params.yaml"))
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{project / 'optuna.db'}")
+    assert len(study.trials) == 3
+    assert summary["complete"] + summary["pruned"] + summary["failed"] == 3
+    assert summary["complete"] >= 1
+
+    best = json.loads((project / "reports" / "tuning" / "best_params.json").read_text())
+    assert best["params"] == study.best_params and best["study"] == name
+    assert (project / "reports" / "tuning" / "optimization_history.png").stat().st_size > 0
+    assert (project / "reports" / "tuning" / "trials.csv").is_file()
+
+    parent = mlflow.search_runs(
+        filter_string=f"tags.`ferops.study` = '{name}'",
+        search_all_experiments=True,
+        output_format="list",
+    )
+    assert len(parent) == 1
+    children = mlflow.search_runs(
+        search_all_experiments=True,
+        output_format="list",
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent[0].info.run_id}'",
+    )
+    assert len(children) == 3
+    assert all("learning_rate" in run.data.params for run in children)
+    assert all(run.data.tags.get("pruned") in {"true", "false"} for run in children)
+
+    # Running again with a larger budget resumes: one more trial, same study, same parent.
+    tune_flow(root=str(project), n_trials=4)
+    assert len(optuna.load_study(study_name=name, storage=study._storage).trials) == 4
+    again = mlflow.search_runs(
+        filter_string=f"tags.`ferops.study` = '{name}'",
+        search_all_experiments=True,
+        output_format="list",
+    )
+    assert [r.info.run_id for r in again] == [parent[0].info.run_id]
+
+
+def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
+    from ferops.pipeline.tune import run_trial, suggest
+    from ferops.training.tracking import use_experiment
+
+    params = load_params(project / "params.yaml")
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.01)
+    )
+    trial = study.ask()
+    experiment_id = use_experiment(project, params.data)
+    parent = __import__("mlflow").MlflowClient().create_run(experiment_id).info.run_id
+    outcome = run_trial.fn(
+        trial,
+        suggest(trial, params.tune.space),
+        tiny_faceset,
+        params,
+        parent,
+        experiment_id,
+        "test-worker",
+    )
+    assert outcome.pruned and outcome.epochs == 1
+
+
+def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefect_api, monkeypatch):
+    import ferops.models.builders as registry
+    from ferops.pipeline.tune import tune_flow
+
+    real_build = registry.build_model
+    calls = {"n": 0}
+
+    def build_or_run_out_of_memory(spec, seed=0):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second trial dies as if it ran out of memory
+            raise MemoryError("simulated out-of-memory in trial 2")
+        return real_build(spec, seed=seed)
+
+    monkeypatch.setattr(registry, "build_model", build_or_run_out_of_memory)
+    summary = tune_flow(root=str(project))
+    assert summary["failed"] == 1
+    assert summary["complete"] + summary["pruned"] == 2
+    shutil.rmtree(project / "reports", ignore_errors=True)
+
+
+def test_a_budget_search_trains_every_trial_on_the_same_balanced_subset(project, tiny_faceset):
+    from ferops.pipeline.tune import open_search
+
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    raw["tune"]["train_fraction"] = 0.5
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    search = open_search(str(project), None, None, None)
+    train, whole = search.faceset["train"], tiny_faceset["train"]
+    assert len(train) == len(whole) // 2  # 12 faces of each class → 6
+    assert (np.bincount(train.y, minlength=7) == np.bincount(whole.y, minlength=7) // 2).all()
+    assert set(train.sources) < set(whole.sources)
+    assert len(search.faceset["val"]) == len(tiny_faceset["val"])  # scored on all of val
+    again = open_search(str(project), None, None, None).faceset["train"]
+    assert again.sources == train.sources
+
+
+def test_trials_score_raw_weights_even_when_training_averages_them(
+    project, tiny_faceset, monkeypatch
+):
+    """A profile with train.ema (a 0.999 average, for long runs) must not leave a few-epoch
+    trial scored on weights that have barely left their start."""
+    import mlflow
+
+    import ferops.training.fit as training
+    from ferops.pipeline.tune import run_trial, suggest
+    from ferops.training.tracking import use_experiment
+
+    params = load_params(project / "params.yaml")
+    params = dataclasses.replace(
+        params,
+        train=dataclasses.replace(params.train, ema=True),
+        tune=dataclasses.replace(params.tune, epochs=1),
+    )
+    seen = []
+    real_fit = training.fit
+
+    def recording_fit(model, faceset, config, **kwargs):
+        seen.append(config)
+        return real_fit(model, faceset, config, **kwargs)
+
+    monkeypatch.setattr(training, "fit", recording_fit)
+    trial = optuna.create_study(direction="maximize").ask()
+    experiment_id = use_experiment(project, params.data)
+    parent = mlflow.MlflowClient().create_run(experiment_id).info.run_id
+    candidate = suggest(trial, params.tune.space)
+    run_trial.fn(trial, candidate, tiny_faceset, params, parent, experiment_id, "test-worker")
+    assert [config.ema for config in seen] == [False]

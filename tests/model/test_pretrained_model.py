@@ -1,0 +1,38 @@
+"""The shipped FER2013 model is the model card's, answers with probabilities, and reads the
+expressions of synthetic faces it never saw."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ferops.inference.runtime import load_classifier
+from ferops.models import shipped as pretrained
+
+
+def test_the_shipped_model_is_the_card_s_and_answers_with_probabilities(tiny_faceset):
+    classifier = load_classifier(pretrained.verified_model_file())
+    assert classifier.preprocessing.contrast == "clahe"  # from the sidecar, as trained
+    faces = tiny_faceset["test"].x[:8]
+    probabilities = classifier.probabilities(faces)
+    assert probabilities.shape == (8, 7)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(probabilities, classifier.probabilities(faces))  # no dropout
+    assert (pretrained.FOLDER / "MODEL_CARD.md").read_text().count(pretrained.SHA256) == 1
+
+
+def test_it_reads_the_synthetic_faces_expressions_it_never_saw():
+    """Trained on FER2013 photos only, it still calls the generator's open-mouthed faces
+    surprised and finds its smiles happier than its neutral faces: a check on the whole path
+    (sidecar contrast, input layout, class order) that any broken step would fail."""
+    from ferops.data.synthetic import balanced_labels, generate_faces
+    from ferops.kernel.emotions import EMOTIONS
+
+    rng = np.random.default_rng(0)
+    labels = balanced_labels(30, rng=rng)
+    faces = generate_faces(labels, rng=rng)
+    probabilities = load_classifier(pretrained.verified_model_file()).probabilities(faces)
+    happy, surprise, neutral = (EMOTIONS.index(e) for e in ("happy", "surprise", "neutral"))
+    said = probabilities.argmax(axis=1)
+    assert np.mean(said[labels == surprise] == surprise) > 0.8  # chance: 1/7
+    smiles, calm = probabilities[labels == happy], probabilities[labels == neutral]
+    assert smiles[:, happy].mean() > 2 * calm[:, happy].mean()

@@ -1,0 +1,86 @@
+"""The layers in pyproject.toml's import-linter contracts hold, and would catch a break; the
+ONNX inference path loads neither TensorFlow nor scikit-learn."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, tiny_onnx_classifier
+
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lint_imports(src: Path) -> subprocess.CompletedProcess[str]:
+    """lint-imports with the project's contracts, on the package found under `src`."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
+        cwd=src,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_package_keeps_its_layers_and_has_no_cycles(tmp_path):
+    result = lint_imports(REPO / "src")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        # an upward import: the kernel reaching for the pipeline
+        ("kernel/errors.py", "import ferops.pipeline.register", "Layers"),
+        # a cycle inside one layer: layout -> files, while files -> layout
+        ("kernel/files.py", "import ferops.kernel.layout", "No import cycles"),
+    ],
+)
+def test_an_upward_import_or_a_cycle_breaks_the_build(tmp_path, module, line, broken):
+    src = tmp_path / "src"
+    shutil.copytree(
+        REPO / "src" / "ferops", src / "ferops", ignore=shutil.ignore_patterns("*.keras")
+    )
+    if module == "kernel/files.py":  # close the circle: layout must import files first
+        layout = src / "ferops" / "kernel" / "layout.py"
+        layout.write_text(layout.read_text() + "\nimport ferops.kernel.files  # noqa\n")
+    target = src / "ferops" / module
+    target.write_text(target.read_text() + f"\n{line}  # noqa\n")
+    result = lint_imports(src)
+    assert result.returncode != 0
+    assert f"{broken}" in result.stdout and "BROKEN" in result.stdout, result.stdout
+
+
+def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(tmp_path):
+    """The whole `ferops predict --whole --model X.onnx` path, in a fresh interpreter."""
+    onnx = tmp_path / "model.onnx"
+    tiny_onnx_classifier(onnx)
+    face = tmp_path / "face.png"
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(face), np.full((64, 64), 128, np.uint8))
+    script = f"""
+import json, sys
+from typer.testing import CliRunner
+from ferops.cli import app
+result = CliRunner().invoke(app, ["predict", "--whole", "--json", "--model", {str(onnx)!r},
+                                  {str(face)!r}, "--root", {str(REPO)!r}])
+heavy = sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules)
+print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": heavy}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["code"] == 0, outcome["output"]
+    assert '"emotion"' in outcome["output"]
+    assert outcome["heavy"] == []

@@ -1,0 +1,57 @@
+"""Face detection on synthetic faces pasted onto larger scenes, and crops."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ferops.data.scenes import paste, scene
+from ferops.imaging.faces import Box, FaceDetector, crop_face
+from ferops.kernel.errors import DataError
+from tests.helpers import detectable, found
+
+
+def test_the_shipped_cascade_finds_most_pasted_faces_and_nothing_in_an_empty_scene(tiny_faceset):
+    detector = FaceDetector()
+    faces = tiny_faceset["test"].x
+    hits = 0
+    for i, face in enumerate(faces):
+        image = scene(seed=i)
+        truth = paste(image, face, 80 + 13 * i, 60 + 7 * i)
+        hits += found(truth, detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)))
+    # Haar cascades were trained on photographs; the cartoon faces are a harder test.
+    assert hits / len(faces) >= 0.6, f"{hits}/{len(faces)}"
+    for seed in range(5):
+        assert detector.detect(cv2.cvtColor(scene(seed=seed), cv2.COLOR_BGR2GRAY)) == []
+
+
+def test_several_faces_in_one_photo_are_found_largest_first(tiny_faceset):
+    a, b, c = detectable(tiny_faceset, 3)
+    image = scene()
+    truths = [
+        paste(image, a, 30, 40, 150),
+        paste(image, b, 260, 200, 120),
+        paste(image, c, 470, 60),
+    ]
+    boxes = FaceDetector().detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    assert all(found(t, boxes) for t in truths)
+    assert boxes[0].iou(truths[0]) > 0.3  # the largest face comes first
+    shrunk = FaceDetector(detect_width=320).detect(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+    assert all(found(t, shrunk) for t in truths)  # found on a half-size copy, boxes mapped back
+
+
+def test_a_crop_is_48x48_and_clipped_at_the_edges():
+    grey = np.arange(100 * 120, dtype=np.uint32).reshape(100, 120).astype(np.uint8)
+    assert crop_face(grey, Box(40, 30, 40, 40)).shape == (48, 48)
+    assert crop_face(grey, Box(-10, -10, 30, 30)).shape == (48, 48)
+    assert crop_face(grey, Box(100, 80, 40, 40)).shape == (48, 48)
+
+
+def test_a_bad_detector_file_is_named(tmp_path):
+    junk = tmp_path / "detector.xml"
+    junk.write_text("<opencv_storage>nothing</opencv_storage>")
+    with pytest.raises(DataError, match=r"detector\.xml"):
+        FaceDetector(junk)
+    with pytest.raises(DataError, match="not found"):
+        FaceDetector(tmp_path / "missing.onnx")

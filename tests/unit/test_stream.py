@@ -1,0 +1,50 @@
+"""Video: the face tracker keeps ids and smooths; bad streams are clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ferops.cli import app
+from ferops.imaging.faces import Box, FaceDetector
+from ferops.inference.video import FaceTracker, run_stream
+from ferops.kernel.errors import DataError
+
+
+def test_the_tracker_keeps_ids_and_smooths():
+    from ferops.inference.photos import FaceResult
+
+    tracker = FaceTracker(smoothing=0.5)
+    happy, sad = np.eye(7)[3], np.eye(7)[4]
+    first = tracker.update(
+        0, [FaceResult(Box(0, 0, 50, 50), happy), FaceResult(Box(300, 0, 50, 50), sad)]
+    )
+    moved = tracker.update(
+        1, [FaceResult(Box(305, 2, 50, 50), happy), FaceResult(Box(4, 0, 50, 50), sad)]
+    )
+    assert [i for i, _ in first] == [1, 2]
+    assert [i for i, _ in moved] == [2, 1]  # matched by overlap, not by order
+    np.testing.assert_allclose(moved[1][1].probabilities, 0.5 * happy + 0.5 * sad)
+    for frame in range(2, 30):
+        tracker.update(frame, [])
+    assert tracker.tracks == []  # gone faces are forgotten
+    assert [i for i, _ in tracker.update(30, [FaceResult(Box(0, 0, 50, 50), happy)])] == [3]
+
+
+def test_unreadable_missing_and_empty_streams_are_clear_errors(tmp_path, keras_model_file):
+    from ferops.inference.runtime import load_classifier
+
+    classifier = load_classifier(keras_model_file)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    with pytest.raises(DataError, match=r"broken\.mp4"):
+        run_stream(str(broken), FaceDetector(), classifier, timeline=tmp_path / "t.csv")
+    assert not (tmp_path / "t.csv").exists()  # no half-written timeline
+    with pytest.raises(DataError, match="not found"):
+        run_stream(str(tmp_path / "missing.mp4"), FaceDetector(), classifier)
+
+    result = CliRunner().invoke(
+        app, ["stream", "--source", str(broken), "--model", str(keras_model_file)]
+    )
+    assert result.exit_code == 1 and "broken.mp4" in result.output
