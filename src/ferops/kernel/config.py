@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from ruamel.yaml import YAML
 
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.files import atomic_path
@@ -300,6 +299,10 @@ def apply_profile(params_path: Path, profile_path: Path, out_path: Path | None =
     if not isinstance(overlay, dict):
         raise ConfigError(f"{profile_path}: expected a mapping at the top level")
     _refuse_unknown_keys(overlay, Params(), str(profile_path))
+    # Deferred on purpose: only `ferops profile` needs comment-keeping YAML (and a GPU machine
+    # running the other commands may not have it).
+    from ruamel.yaml import YAML
+
     round_trip = YAML()
     base = round_trip.load(params_path.read_text()) if params_path.is_file() else {}
     changed = _overlay(base, overlay)
