@@ -20,6 +20,9 @@ from ferops.kernel.errors import DataError
 
 CONTRASTS: tuple[str, ...] = get_args(Contrast)
 
+# The file that carries a Preprocessing beside processed data and in a registry version.
+PREPROCESSING_FILE = "preprocessing.json"
+
 
 def normalise_contrast(faces: np.ndarray, method: str, *, clahe_clip: float = 2.0) -> np.ndarray:
     """Return uint8 faces (N, 48, 48) with contrast normalised by `method`.

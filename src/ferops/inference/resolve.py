@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ferops.imaging.contrast import Preprocessing
+from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.inference.runtime import FaceClassifier, ModelFiles, open_classifier
 from ferops.kernel.config import RegisterConfig
 from ferops.kernel.errors import DataError
@@ -57,7 +57,7 @@ def registered_files(uri: str, tracking_uri: str) -> ModelFiles:
     return ModelFiles(
         keras=_first(folder, "*.keras"),
         onnx=_first(folder, "*.onnx"),
-        preprocessing=Preprocessing.load(folder / "preprocessing.json"),
+        preprocessing=Preprocessing.load(folder / PREPROCESSING_FILE),
         source=uri,
     )
 

@@ -148,6 +148,9 @@ class Params:
     register: RegisterConfig = field(default_factory=RegisterConfig)
 
 
+_DEFAULTS = Params()  # read by _default: built once, not per key
+
+
 def load_params(path: Path = Path("params.yaml")) -> Params:
     """Read and validate params.yaml; a missing file or a bad key raises ConfigError."""
     if not path.is_file():
@@ -449,7 +452,7 @@ class _Reader:
 def _default(key: str) -> Any:
     """The default of dotted `key`, from the dataclasses above: the one place defaults live
     (tuples come back as lists and paths as strings, as YAML would give them)."""
-    node: Any = Params()
+    node: Any = _DEFAULTS
     for part in key.split("."):
         node = node[part] if isinstance(node, dict) else getattr(node, part)
     if isinstance(node, tuple):

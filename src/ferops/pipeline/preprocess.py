@@ -14,14 +14,12 @@ import numpy as np
 
 from ferops.data.faceset import FaceSet, face_sha1, load_faceset, save_faceset
 from ferops.data.sources import class_counts
-from ferops.imaging.contrast import Preprocessing
+from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.kernel.config import SPLITS, Params, PreprocessConfig
 from ferops.kernel.files import atomic_path, write_json
 from ferops.kernel.layout import Layout
 
 log = logging.getLogger(__name__)
-
-PREPROCESSING_FILE = "preprocessing.json"
 
 # Which copy of a duplicated image survives: test is what we report on, so it keeps its
 # images; val comes next; train gives way (a train copy of a test image is leakage).

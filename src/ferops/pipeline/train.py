@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ferops.data.faceset import FaceSet, load_faceset
-from ferops.imaging.contrast import Preprocessing
+from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.kernel.config import Params, TrainConfig
 from ferops.kernel.files import atomic_path, write_json
 from ferops.kernel.layout import Layout
@@ -121,7 +121,7 @@ def train(
             "train_images_per_second": round(images / seconds, 1),
             "params": model.count_params(),
         }
-        preprocessing = Preprocessing.load(processed / "preprocessing.json")
+        preprocessing = Preprocessing.load(processed / PREPROCESSING_FILE)
         write_outputs(best, preprocessing, history, metrics, model_path, report_dir)
         run_record = {**_log_outputs(run, metrics, precision, model_path, report_dir)}
         run_record.update(identity, precision=precision, tuned=tuned)

@@ -17,7 +17,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from PIL import Image
 
-from ferops.imaging.contrast import Preprocessing
+from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.inference.export import export_model
 from ferops.registry.pyfunc import PROBABILITY_COLUMNS, EmotionClassifier
 
@@ -74,7 +74,7 @@ def log_pyfunc(
     the pyfunc prefers; refused, failing the caller, unless it matches Keras within 1e-4 on
     `faces`), the Preprocessing, a signature, a real input example and the code."""
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Path(tmp) / "preprocessing.json"
+        settings = Path(tmp) / PREPROCESSING_FILE
         preprocessing.save(settings)
         onnx_path = Path(tmp) / "model.onnx"
         export_model(model, "onnx", onnx_path, faces[:64])
