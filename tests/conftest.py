@@ -1,9 +1,8 @@
-"""Shared fixtures: the real params.yaml, shrunk; tiny face sets made in memory; each test
+"""Shared fixtures: the real params.yaml, shrunk by TINY; tiny face sets made in memory; each test
 marked with its tier (its folder): unit, integration, model or e2e."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from ferops.data.faceset import FaceSet
 from ferops.data.sources import synthetic_faceset
 from ferops.kernel.config import Params, load_params
-from tests.helpers import REPO
+from tests.helpers import REPO, tiny_params_file
 
 # Keep third-party tooling quiet and offline in every test.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -20,19 +19,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @pytest.fixture(scope="session")
-def params() -> Params:
-    """The project's real params.yaml with the synthetic data set shrunk to a sliver."""
-    real = load_params(REPO / "params.yaml")
-    tiny = dataclasses.replace(
-        real.data.synthetic, train_per_class=12, val_per_class=4, test_per_class=4
-    )
-    return dataclasses.replace(
-        real,
-        data=dataclasses.replace(real.data, synthetic=tiny),
-        validate=dataclasses.replace(
-            real.validate, min_split_size={"train": 10, "val": 5, "test": 5}
-        ),
-    )
+def params(tmp_path_factory) -> Params:
+    """The project's real params.yaml shrunk by TINY (tests/helpers.py), read as a stage reads
+    it."""
+    return load_params(tiny_params_file(tmp_path_factory.mktemp("params")))
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ folders, tiny models. No test module imports another; they all import from here.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import os
@@ -23,7 +22,7 @@ from ferops.data.faceset import FaceSet, Split
 from ferops.data.scenes import paste, scene
 from ferops.data.synthetic import balanced_labels, generate_faces
 from ferops.imaging.faces import Box, FaceDetector
-from ferops.kernel.config import Params, TrainConfig
+from ferops.kernel.config import TrainConfig
 from ferops.kernel.model_spec import ModelSpec
 from ferops.registry.pyfunc import MAX_IMAGE_BYTES
 from ferops.training.fit import fit, seed_everything
@@ -133,30 +132,64 @@ def run(
     return result
 
 
-def set_params(project: Path, **changes: object) -> None:
-    """Apply dotted-key changes to the copy's params.yaml."""
-    params = yaml.safe_load((project / "params.yaml").read_text())
+def set_params(project: Path, **changes: object) -> Path:
+    """Apply dotted-key changes (`train.epochs=2`) to the params.yaml in `project`."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
     for dotted, value in changes.items():
         node = params
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node[key]
         node[leaf] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
 
 
-TINY = {
-    "data.synthetic.train_per_class": 20,
-    "data.synthetic.val_per_class": 6,
-    "data.synthetic.test_per_class": 6,
-    "validate.min_split_size": {"train": 50, "val": 20, "test": 20},
+# The one way tests shrink the pipeline: the real params.yaml with these keys overridden. Tiny
+# synthetic splits (84 / 28 / 28 faces), a tiny model, two epochs, a three-trial search.
+TINY: dict[str, object] = {
+    "data.synthetic.train_per_class": 12,
+    "data.synthetic.val_per_class": 4,
+    "data.synthetic.test_per_class": 4,
+    "validate.min_split_size": {"train": 10, "val": 5, "test": 5},
     "model.width": 4,
+    "model.depth": 2,
     "train.epochs": 2,
-    "tune.n_trials": 2,
+    "train.batch_size": 16,
+    "train.patience": 2,
+    "tune.n_trials": 3,
     "tune.epochs": 2,
+    "tune.pruner_startup_trials": 1,
+    "tune.pruner_warmup_epochs": 0,
+    "tune.space.attention": ["none", "spatial"],
     "tune.space.width": [4],
     "tune.space.depth": [1, 2],
 }
+
+
+def tiny_params_file(root: Path, base: Path = REPO / "params.yaml", **changes: object) -> Path:
+    """`root`/params.yaml: `base` (the real params.yaml) with TINY and then `changes` applied."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(base, root / "params.yaml")
+    return set_params(root, **{**TINY, **changes})
+
+
+# What the FER2013 GPU profile (params/fer2013-gpu.yaml) needs beyond TINY to be as small.
+TINY_GPU: dict[str, object] = {
+    "train.precision": "float32",
+    "tune.max_minutes": None,
+    "tune.space.blocks": [1],
+}
+
+
+def tiny_profile_file(root: Path, profile: Path) -> Path:
+    """`root`/params.yaml: the real params.yaml with `profile`, then TINY and TINY_GPU."""
+    from ferops.kernel.config import apply_profile
+
+    root.mkdir(parents=True, exist_ok=True)
+    apply_profile(REPO / "params.yaml", profile, root / "params.yaml")
+    return set_params(root, **TINY, **TINY_GPU)
 
 
 def copy_project(dest: Path) -> Path:
@@ -169,7 +202,7 @@ def copy_project(dest: Path) -> Path:
             shutil.copy2(source, dest / name)
     (dest / "dvc.lock").unlink(missing_ok=True)
     run(["git", "init", "-q"], dest)
-    set_params(dest, **TINY)
+    tiny_params_file(dest)
     return dest
 
 
@@ -237,26 +270,6 @@ def synthetic_faces(seed: int, per_class: int = 5) -> tuple[np.ndarray, np.ndarr
     return generate_faces(labels, rng=rng), labels
 
 
-def tiny_params(params: Params) -> Params:
-    return dataclasses.replace(params, model=TINY_SPEC, train=TINY_TRAIN)
-
-
-TINY_TUNE = {
-    "n_trials": 3,
-    "epochs": 2,
-    "pruner_startup_trials": 1,
-    "pruner_warmup_epochs": 0,
-    "space": {
-        "attention": ["none", "spatial"],
-        "width": [4],
-        "depth": [1, 2],
-        "dropout": [0.1, 0.3],
-        "learning_rate": [0.001, 0.01],
-        "label_smoothing": [0.0, 0.1],
-    },
-}
-
-
 def copy_faceset(faceset: FaceSet) -> FaceSet:
     """A deep copy a test may change freely."""
     return {k: Split(v.x.copy(), v.y.copy(), list(v.sources)) for k, v in faceset.items()}
@@ -264,10 +277,6 @@ def copy_faceset(faceset: FaceSet) -> FaceSet:
 
 def noise_faces(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(n, 48, 48), dtype=np.uint8)
-
-
-TINY_SPEC = ModelSpec(attention="spatial", width=4, depth=2, augment=0.5)
-TINY_TRAIN = TrainConfig(epochs=2, batch_size=16, patience=2, use_tuned=False)
 
 
 def bomb() -> str:

@@ -1,40 +1,43 @@
 """The FER2013 search: the GPU profile's multi-fidelity search picks the model that the train
-stage trains (dvc repro on a tiny image folder), and a search and training run made without
-tracking (as on a lent GPU machine) are imported into MLflow and Optuna's RDB storage."""
+stage trains (`dvc exp run` on a tiny image folder, as the README's recipe does it)."""
 
 from __future__ import annotations
 
 import json
 
-from tests.helpers import REPO, copy_project, make_folder, model_keys_match, run, set_params
+from tests.helpers import (
+    REPO,
+    TINY,
+    TINY_GPU,
+    copy_project,
+    make_folder,
+    model_keys_match,
+    run,
+    set_params,
+)
 
-TINY_GPU_PROFILE = {
-    "data.path": "data/raw/fer2013",
-    "validate.min_split_size": {"train": 5, "val": 5, "test": 5},
-    "model.width": 4,
-    "train.epochs": 2,
-    "train.batch_size": 16,
-    "train.precision": "float32",
-    "tune.n_trials": 4,
-    "tune.epochs": 3,
-    "tune.max_minutes": None,
-    "tune.pruner_warmup_epochs": 1,
-    "tune.space.width": [4],
-    "tune.space.depth": [1, 2],
-    "tune.space.blocks": [1],
-}
+NO_TRACKING_URI = {"MLFLOW_TRACKING_URI": ""}  # the project's own store, not the caller's
 
 
-def test_dvc_repro_with_the_gpu_profile_trains_the_hyperband_search_winner(tmp_path):
+def test_the_readme_recipe_with_the_gpu_profile_trains_the_hyperband_search_winner(tmp_path):
+    """The README's FER2013 recipe on a tiny image folder: `ferops profile`, `dvc add` the
+    folder, commit, `dvc exp run -S`; the search's winner is the model that is trained."""
     project = copy_project(tmp_path / "repo")
     run(["ferops", "profile", str(REPO / "params" / "fer2013-gpu.yaml")], project)
-    set_params(project, **TINY_GPU_PROFILE)
-    make_folder(project / "data" / "raw" / "fer2013", per_class=4)
-    run(["dvc", "repro"], project, env={"MLFLOW_TRACKING_URI": ""})
+    set_params(project, **TINY, **TINY_GPU)
+    make_folder(project / "data" / "raw" / "faces", per_class=4)
+    run(["dvc", "add", "data/raw/faces"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "tiny faces"], project)
+    run(["dvc", "exp", "run", "-S", "data.path=data/raw/faces"], project, env=NO_TRACKING_URI)
 
+    ingested = json.loads((project / "reports" / "ingest.json").read_text())
+    assert ingested["source"] == "image-folder" and ingested["path"] == "data/raw/faces"
+    assert ingested["counts"]["test"]["total"] == 28
+    assert (project / "data" / "raw" / "faces" / "train").is_dir()  # the data is still there
     summary = json.loads((project / "reports" / "tuning" / "summary.json").read_text())
     assert summary["pruner"] == "HyperbandPruner" and summary["complete"] >= 1
-    assert summary["complete"] + summary["pruned"] + summary["failed"] == 4
+    assert summary["complete"] + summary["pruned"] + summary["failed"] == TINY["tune.n_trials"]
     best = json.loads((project / "reports" / "tuning" / "best_params.json").read_text())
     record = json.loads((project / "reports" / "training" / "run.json").read_text())
     assert record["tuned"] == best["params"]  # the search's winner is what was trained

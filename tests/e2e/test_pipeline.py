@@ -1,99 +1,181 @@
-"""End to end: `dvc repro` of the whole pipeline in a temporary copy of the repo."""
+"""End to end on one tiny project: the first scheduled retrain runs `dvc repro` through every
+stage; the tests then read its outputs, rerun it, retrain, break it and clone it.
+
+The pipeline runs once for the module (it is the expensive part); the tests share the project
+and run in file order: each one states the registry versions it expects.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-import time
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.helpers import copy_project, make_folder, run, set_params
+from tests.helpers import REPO, copy_project, make_folder, run, set_params
 
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return copy_project(tmp_path / "repo")
+STAGES = ("ingest", "preprocess", "validate", "tune", "train", "evaluate", "register")
 
 
-def test_dvc_repro_runs_the_stages_then_skips_them_and_a_failure_keeps_good_outputs(project):
-    run(["dvc", "repro"], project)
-    docs = project / "reports" / "validation" / "data_docs" / "index.html"
-    assert docs.is_file()
-    assert json.loads((project / "reports" / "validation" / "result.json").read_text())["success"]
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, prefect_api) -> tuple[Path, dict]:
+    """A fresh copy of the repository after its first retrain: the flow around `dvc repro`."""
+    from ferops.ops.retrain import retrain_flow
+
+    project = copy_project(tmp_path_factory.mktemp("pipeline") / "repo")
+    return project, retrain_flow(root=str(project))
+
+
+def champion_version(project: Path) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    return str(client.get_model_version_by_alias("fer-attention-cnn", "champion").version)
+
+
+def latest_promotion_artifact() -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from ferops.ops.retrain import ARTIFACT_KEY
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
+            sort="CREATED_DESC",
+            limit=1,
+        )
+    return artifacts[0].data
+
+
+def test_the_first_retrain_runs_every_stage_and_publishes_the_decision(first_run):
+    project, result = first_run
+    assert result["retrained"] and set(STAGES) <= set(result["changed"])
+    assert result["alias"] == "champion" and result["version"] == 1 and result["register_ran"]
+    assert champion_version(project) == "1"
+
+    reports = project / "reports"
+    assert (reports / "validation" / "data_docs" / "index.html").is_file()
+    assert json.loads((reports / "validation" / "result.json").read_text())["success"]
+    assert json.loads((reports / "tuning" / "summary.json").read_text())["complete"]
+    assert (reports / "training" / "history.csv").is_file()
     assert (project / "data" / "processed" / "test.npz").is_file()
-    dag = run(["dvc", "dag"], project).stdout
-    stages = ("ingest", "preprocess", "validate", "tune", "train", "evaluate", "register")
-    assert all(stage in dag for stage in stages)
-    assert "accuracy" in run(["dvc", "metrics", "show"], project).stdout
-    promotion = json.loads((project / "reports" / "promotion.json").read_text())
-    assert promotion["alias"] == "champion" and promotion["version"] == 1
     assert (project / "models" / "model.keras").is_file()
-    assert json.loads((project / "reports" / "tuning" / "summary.json").read_text())["complete"]
-    assert (project / "reports" / "training" / "history.csv").is_file()
+    promotion = json.loads((reports / "promotion.json").read_text())
+    assert promotion["alias"] == "champion" and promotion["version"] == 1
 
-    started = time.perf_counter()
-    again = run(["dvc", "repro"], project)
-    assert "Data and pipelines are up to date" in again.stdout
-    assert time.perf_counter() - started < 5
+    dag = run(["dvc", "dag"], project).stdout
+    assert all(stage in dag for stage in STAGES)
+    assert "accuracy" in run(["dvc", "metrics", "show"], project).stdout
 
-    # A deliberately weaker experiment (one epoch, untuned, no augmentation) is registered but
-    # refused by the gate: the champion stays version 1.
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "first model"], project)
-    run(
-        [
-            "dvc",
-            "exp",
-            "run",
-            "-S",
-            "train.epochs=1",
-            "-S",
-            "train.use_tuned=false",
-            "-S",
-            "model.augment=0",
-        ],
-        project,
-    )
-    weaker = json.loads((project / "reports" / "promotion.json").read_text())
-    assert weaker["version"] == 2 and weaker["alias"] == "challenger", weaker
-    assert weaker["previous_champion"] == 1
-    run(["git", "checkout", "-q", "--", "params.yaml", "dvc.lock"], project)
-    run(["dvc", "checkout", "-q"], project, check=False)
+    markdown = latest_promotion_artifact()
+    assert "version 1: promoted to **champion**" in markdown
+    run_id = json.loads((reports / "training" / "run.json").read_text())["run_id"]
+    assert f"/runs/{run_id})" in markdown  # a link to the training run in MLflow
+    assert f"{result['candidate_accuracy']:.4f}" in markdown
 
-    # Bad data: a split below its minimum. The validate stage fails and names the expectation;
-    # the last good data and report stay in place.
+
+def test_nothing_changed_means_no_retraining_unless_forced(first_run):
+    from ferops.ops.retrain import retrain_flow
+
+    project, _ = first_run
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], project).stdout
+    assert retrain_flow(root=str(project)) == {"retrained": False, "changed": []}
+
+    forced = retrain_flow(root=str(project), force=True)
+    # Same data, same seed: an identical model, which the gate refuses to promote.
+    assert forced["retrained"] and forced["register_ran"] and forced["version"] == 2
+    assert forced["alias"] == "challenger" and champion_version(project) == "1"
+    assert "version 2: kept as **challenger**" in latest_promotion_artifact()
+
+
+def test_bad_data_fails_validate_and_keeps_the_last_good_outputs(first_run):
+    """A split below its minimum: validate fails and names the expectation."""
+    project, _ = first_run
     good_report = (project / "reports" / "validation" / "result.json").read_bytes()
     good_data = (project / "data" / "processed" / "train.npz").read_bytes()
+    params_before = (project / "params.yaml").read_text()
     set_params(project, **{"validate.min_split_size": {"train": 50, "val": 20, "test": 500}})
-    failed = run(["dvc", "repro"], project, check=False)
+    try:
+        failed = run(["dvc", "repro"], project, check=False)
+    finally:
+        (project / "params.yaml").write_text(params_before)
     assert failed.returncode != 0
     assert "split_size" in failed.stdout + failed.stderr
     assert (project / "reports" / "validation" / "result.json").read_bytes() == good_report
     assert (project / "data" / "processed" / "train.npz").read_bytes() == good_data
 
 
-def test_dvc_exp_run_switches_to_a_dvc_added_image_folder(project):
-    """The README's FER2013 recipe, on a tiny folder: dvc add, commit, dvc exp run -S."""
-    make_folder(project / "data" / "raw" / "faces", per_class=3)
-    run(["dvc", "add", "data/raw/faces"], project)
+def test_a_failing_stage_fails_the_retrain_loudly_and_keeps_the_champion(first_run):
+    from ferops.ops.retrain import retrain_flow
+
+    project, _ = first_run
+    params_before = (project / "params.yaml").read_text()
+    promotion_before = (project / "reports" / "promotion.json").read_bytes()
+    faces = make_folder(project / "data" / "raw" / "faces", per_class=3)
+    (faces / "train" / "happiness" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    set_params(project, **{"data.source": "image-folder", "data.path": "data/raw/faces"})
+    try:
+        state = retrain_flow(root=str(project), retries=0, return_state=True)
+    finally:
+        (project / "params.yaml").write_text(params_before)
+        shutil.rmtree(faces)
+    assert state.is_failed()
+    message = str(state.message) + repr(state.result(raise_on_failure=False))
+    assert "stage 'ingest'" in message and "corrupt.png" in message
+    assert champion_version(project) == "1"
+    assert (project / "reports" / "promotion.json").read_bytes() == promotion_before
+
+
+def test_dvc_push_then_pull_restores_the_outputs_in_a_fresh_clone(first_run, tmp_path):
+    project, _ = first_run
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "shared", str(remote)], project)
     run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "tiny faces"], project)
-    run(
-        [
-            "dvc",
-            "exp",
-            "run",
-            "-S",
-            "data.source=image-folder",
-            "-S",
-            "data.path=data/raw/faces",
-            "-S",
-            "validate.min_split_size={train: 5, val: 5, test: 5}",
-        ],
-        project,
-    )
-    ingested = json.loads((project / "reports" / "ingest.json").read_text())
-    assert ingested["source"] == "image-folder"
-    assert ingested["counts"]["test"]["total"] == 21
-    assert (project / "data" / "raw" / "faces" / "train").is_dir()  # the data is still there
+    run(["git", "commit", "-qm", "pipeline outputs"], project)
+    run(["dvc", "push"], project)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    outputs = ["models/model.keras", *(f"data/processed/{s}.npz" for s in ("train", "val", "test"))]
+    assert not any((clone / name).exists() for name in outputs)
+    run(["dvc", "pull"], clone)
+    for name in outputs:
+        assert digest(clone / name) == digest(project / name), name
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], clone).stdout
+
+
+def test_the_deployment_carries_the_cron_schedule(tmp_path, prefect_api):
+    """`prefect deploy` from prefect.yaml, and `flow.to_deployment`, both keep the schedule."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    from ferops.ops.retrain import retrain_flow
+
+    sys.path.insert(0, str(REPO / "flows"))
+    try:
+        from retrain import DEFAULT_CRON  # flows/retrain.py
+    finally:
+        sys.path.remove(str(REPO / "flows"))
+    served = retrain_flow.to_deployment(name="scheduled", cron=DEFAULT_CRON)
+    assert served.schedules[0].schedule.cron == DEFAULT_CRON
+
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"][0]
+    shutil.copytree(REPO / "flows", tmp_path / "flows")
+    shutil.copy(REPO / "prefect.yaml", tmp_path / "prefect.yaml")
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=config["work_pool"]["name"], type="process"))
+    prefect = str(Path(sys.executable).parent / "prefect")
+    run([prefect, "--no-prompt", "deploy", "--all"], tmp_path, env={"PREFECT_API_URL": prefect_api})
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(f"ferops-retrain/{config['name']}")
+    assert deployment.schedules[0].schedule.cron == config["schedules"][0]["cron"] == DEFAULT_CRON
+    assert deployment.work_pool_name == "ferops-process"
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -8,13 +8,12 @@ import json
 import mlflow
 import optuna
 import pytest
-import yaml
 
 from ferops.data.faceset import save_faceset
 from ferops.kernel.config import load_params
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.layout import Layout
-from tests.helpers import REPO
+from tests.helpers import REPO, tiny_profile_file
 
 
 def test_an_untracked_search_and_training_run_are_imported_once(
@@ -24,11 +23,7 @@ def test_an_untracked_search_and_training_run_are_imported_once(
     from ferops.pipeline import train as train_stage
     from ferops.training.search import untracked_search
 
-    raw = yaml.safe_load((REPO / "params" / "fer2013-gpu.yaml").read_text())
-    raw["tune"] |= {"n_trials": 3, "epochs": 2, "max_minutes": None, "pruner_warmup_epochs": 1}
-    raw["tune"]["space"] |= {"width": [4], "depth": [1], "blocks": [1]}
-    raw["train"] |= {"epochs": 2, "batch_size": 16, "precision": "float32"}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    tiny_profile_file(tmp_path, REPO / "params" / "fer2013-gpu.yaml")
     layout = Layout(tmp_path)
     save_faceset(tiny_faceset, layout.processed)
     params = load_params(layout.params)

@@ -10,33 +10,28 @@ from pathlib import Path
 
 import optuna
 import pytest
-import yaml
 
 from ferops.data.faceset import save_faceset
 from ferops.ops.services import local_postgres, mlflow_server
-from tests.helpers import REPO, TINY_TUNE
+from tests.helpers import tiny_params_file
 
 FEROPS = str(Path(sys.executable).parent / "ferops")
 
 
-@pytest.fixture
-def servers(tmp_path):
-    """PostgreSQL on loopback (databases optuna and mlflow) and an MLflow server on top."""
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """PostgreSQL on loopback (databases optuna and mlflow) and an MLflow server on top, once
+    for the module: each test names its own study."""
+    logs = tmp_path_factory.mktemp("mlflow-server")
     with (
         local_postgres(["optuna", "mlflow"]) as postgres,
-        mlflow_server(
-            f"{postgres}/mlflow", tmp_path / "artifacts", tmp_path / "mlflow-server.log"
-        ) as tracking,
+        mlflow_server(f"{postgres}/mlflow", logs / "artifacts", logs / "server.log") as tracking,
     ):
         yield f"{postgres}/optuna", tracking
 
 
 def tiny_project(root: Path, faceset) -> Path:
-    root.mkdir()
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["tune"] = {**raw["tune"], **TINY_TUNE}
-    raw["train"]["batch_size"] = 32
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    tiny_params_file(root)
     save_faceset(faceset, root / "data" / "processed")
     return root
 

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from ferops.data.faceset import save_faceset
-from tests.helpers import tiny_params
 
 
 def test_train_writes_the_best_model_history_and_an_mlflow_run(
@@ -25,7 +24,7 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     save_faceset(tiny_faceset, tmp_path / "processed")
     result = train(
-        tiny_params(params),
+        params,
         processed=tmp_path / "processed",
         tuned_params=None,
         model_path=tmp_path / "models" / "model.keras",
@@ -64,9 +63,8 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
     import ferops.pipeline.train as training
 
     save_faceset(tiny_faceset, tmp_path / "processed")
-    settings = tiny_params(params)
     settings = dataclasses.replace(
-        settings, train=dataclasses.replace(settings.train, epochs=3, patience=3, ema=True)
+        params, train=dataclasses.replace(params.train, epochs=3, patience=3, ema=True)
     )
     real_fit = training.fit
     epochs_seen: list[int] = []

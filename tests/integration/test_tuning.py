@@ -9,20 +9,16 @@ import shutil
 import numpy as np
 import optuna
 import pytest
-import yaml
 
 from ferops.data.faceset import save_faceset
 from ferops.kernel.config import load_params
-from tests.helpers import REPO, TINY_TUNE
+from tests.helpers import set_params, tiny_params_file
 
 
 @pytest.fixture
 def project(tmp_path, tiny_faceset, monkeypatch):
     """A project root with tiny processed data and a shrunk copy of the real params.yaml."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["tune"] = {**raw["tune"], **TINY_TUNE, "storage": "sqlite:///optuna.db"}
-    raw["train"]["batch_size"] = 32
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    tiny_params_file(tmp_path, **{"tune.storage": "sqlite:///optuna.db"})
     save_faceset(tiny_faceset, tmp_path / "data" / "processed")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     return tmp_path
@@ -117,9 +113,7 @@ def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefec
 def test_a_budget_search_trains_every_trial_on_the_same_balanced_subset(project, tiny_faceset):
     from ferops.pipeline.tune import open_search
 
-    raw = yaml.safe_load((project / "params.yaml").read_text())
-    raw["tune"]["train_fraction"] = 0.5
-    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    set_params(project, **{"tune.train_fraction": 0.5})
     search = open_search(str(project), None, None, None)
     train, whole = search.faceset["train"], tiny_faceset["train"]
     assert len(train) == len(whole) // 2  # 12 faces of each class → 6

@@ -7,20 +7,17 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from ferops.api import classifier, emotions_in_photo, run_stage
 from ferops.data.faceset import load_faceset
 from ferops.kernel.errors import DataError
-from tests.helpers import REPO, tiny_onnx_classifier
+from tests.helpers import REPO, tiny_onnx_classifier, tiny_params_file
 
 
 def test_run_stage_runs_a_stage_on_the_project_s_params(tmp_path):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["data"]["synthetic"].update(train_per_class=3, val_per_class=2, test_per_class=2)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    tiny_params_file(tmp_path, **{"data.synthetic.test_per_class": 2})
     report = run_stage("ingest", root=tmp_path)
-    assert report["counts"]["train"]["total"] == 21
+    assert report["counts"]["train"]["total"] == 84
     assert len(load_faceset(tmp_path / "data" / "interim")["test"]) == 14
     with pytest.raises(KeyError, match="unknown stage 'trian'"):
         run_stage("trian", root=tmp_path)

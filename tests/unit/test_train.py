@@ -12,7 +12,6 @@ from ferops.kernel.config import TrainConfig
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.model_spec import ModelSpec
 from ferops.training.fit import apply_tuned, class_weights, fit, seed_everything
-from tests.helpers import TINY_SPEC, TINY_TRAIN
 
 
 def test_class_weights_lift_the_rare_class():
@@ -29,27 +28,29 @@ def test_tuned_values_override_the_config_and_unknown_keys_are_refused():
         apply_tuned(ModelSpec(), TrainConfig(), {"momentum": 0.9})
 
 
-def test_the_same_seed_gives_the_same_validation_accuracy(tiny_faceset):
+def test_the_same_seed_gives_the_same_validation_accuracy(params, tiny_faceset):
     from ferops.models.builders import build_model
 
     accuracies = []
     for _ in range(2):
         seed_everything(7)
-        model = build_model(TINY_SPEC, seed=7)
-        history = fit(model, tiny_faceset, TINY_TRAIN, epochs=2, callbacks=[])
+        model = build_model(params.model, seed=7)
+        history = fit(model, tiny_faceset, params.train, epochs=2, callbacks=[])
         accuracies.append(round(float(history["val_accuracy"].iloc[-1]), 3))
         losses = history["loss"].round(4).tolist()
         accuracies.append(losses)
     assert accuracies[0] == accuracies[2] and accuracies[1] == accuracies[3]
 
 
-def test_state_survives_an_upgrade_that_adds_a_default_setting_but_not_a_changed_one(tmp_path):
+def test_state_survives_an_upgrade_that_adds_a_default_setting_but_not_a_changed_one(
+    params, tmp_path
+):
     from ferops.training.fit import resume_state
 
     state = tmp_path / "state"
     identity = {
-        "model": dataclasses.asdict(TINY_SPEC),
-        "train": dataclasses.asdict(TINY_TRAIN),
+        "model": dataclasses.asdict(params.model),
+        "train": dataclasses.asdict(params.train),
         "seed": 42,
         "data_sha1": "abc",
     }
