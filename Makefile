@@ -37,13 +37,14 @@ serve: install
 	  mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 
 ## CI's command: lint and import contracts, then every tier, with line coverage of src/
-## and the 15 slowest tests at the end.
+## and the 15 slowest tests at the end. One pytest worker per CPU; each takes whole test
+## files, so the tests of a module run in order in one process (on 2 cores: 5.4 min, not 8.6).
 test: install lint
-	pytest --cov=ferops --cov-report=term:skip-covered --durations=15
+	pytest -n logical --dist loadfile --cov=ferops --cov-report=term:skip-covered --durations=15
 
 ## The unit tier alone (pure functions, tiny shapes, no servers): about a minute.
 test-fast: install
-	pytest tests/unit
+	pytest -n logical tests/unit
 
 ## Style, formatting, and the architecture: layers and no import cycles (pyproject.toml).
 lint: install

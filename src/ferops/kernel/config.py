@@ -67,13 +67,13 @@ PRUNERS = ("median", "hyperband")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 15
+    epochs: int = 10
     batch_size: int = 64
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     class_weight: bool = False  # weight classes by inverse frequency (FER2013's disgust)
-    patience: int = 5  # early stopping on val accuracy
+    patience: int = 4  # early stopping on val accuracy
     use_tuned: bool = True  # take model/optimiser values from reports/tuning/best_params.json
     ema: bool = False  # validate, keep and ship an exponential moving average of the weights
     augment: float = 0.0  # OpenCV augmentation of training batches on CPU threads (0 = off)
@@ -88,7 +88,7 @@ class SearchSpace:
     (None) is not searched: trials keep the configured model.* / train.* value."""
 
     attention: tuple[str, ...] = ("none", "spatial", "cbam")
-    width: tuple[int, ...] = (16, 24)
+    width: tuple[int, ...] = (12, 16)
     depth: tuple[int, ...] = (2, 3)
     dropout: tuple[float, float] = (0.1, 0.5)
     learning_rate: tuple[float, float] = (1e-3, 6e-3)  # AdamW's
@@ -104,11 +104,11 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    n_trials: int = 5
-    epochs: int = 6
+    n_trials: int = 4
+    epochs: int = 4
     storage: str = "sqlite:///optuna.db"
     study_name: str | None = None  # default: derived from data source and search settings
-    pruner_startup_trials: int = 2
+    pruner_startup_trials: int = 1
     pruner_warmup_epochs: int = 2  # median: no pruning before; hyperband: the first rung
     train_fraction: float = 1.0  # trials train on this share of each class (val stays whole)
     pruner: str = "median"  # median, or hyperband (successive halving over epoch rungs)
