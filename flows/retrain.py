@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ferops.kernel.process import die_with_parent
 from ferops.ops.retrain import retrain_flow
 
 DEFAULT_CRON = "0 3 * * 1"
@@ -32,6 +33,7 @@ def main() -> None:
     serve.add_argument("--cron", default=DEFAULT_CRON, help=f"schedule (default {DEFAULT_CRON!r})")
     serve.add_argument("--name", default="scheduled", help="deployment name")
     args = parser.parse_args()
+    die_with_parent()  # SIGTERM ends the flow through its cleanup, which stops dvc and its stage
     root = str(Path(args.root).resolve())
     if args.command == "run":
         print(json.dumps(retrain_flow(root=root, force=args.force), indent=2, default=str))

@@ -23,6 +23,7 @@ from ferops.inference.video import run_stream
 from ferops.kernel.config import Params, apply_profile, load_params
 from ferops.kernel.errors import FeropsError
 from ferops.kernel.layout import Layout
+from ferops.kernel.process import die_with_parent
 from ferops.pipeline import STAGES, stage
 
 T = TypeVar("T")
@@ -40,7 +41,8 @@ RootOption = Annotated[
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False):
-    """Configure logging once for every subcommand."""
+    """Configure logging once for every subcommand; end with the parent (dvc) if it ends."""
+    die_with_parent()
     # Our own messages at INFO; third-party libraries (GX, TF, MLflow) only when they warn.
     logging.basicConfig(
         level=logging.WARNING,
@@ -147,9 +149,12 @@ def predict(
     root: RootOption = Path(),
 ) -> None:
     """Find every face in each photo and name its emotion (box, confidence, 7 probabilities)."""
+    if annotate is not None and annotate.exists() and not annotate.is_dir():
+        _fail(f"--annotate {annotate}: is a file; give a folder to write annotated copies to")
     classifier = _classifier(root, model, runtime)
     finder = None if whole else _guard(lambda: FaceDetector(detector))
     records = []
+    written: set[str] = set()
     for photo in photos:
         image = _guard(lambda photo=photo: read_photo(photo))
         results = analyse_whole(image, classifier) if whole else analyse(image, finder, classifier)
@@ -160,7 +165,9 @@ def predict(
         if annotate is not None and results:
             annotate.mkdir(parents=True, exist_ok=True)
             draw(image, results)
-            cv2.imwrite(str(annotate / f"{photo.stem}.annotated.png"), image)
+            target = annotate / annotated_name(photo, written)
+            if not cv2.imwrite(str(target), image):
+                _fail(f"{target}: could not be written")
     if json_output:
         for record in records:
             typer.echo(json.dumps(record))
@@ -169,6 +176,17 @@ def predict(
     typer.echo(
         f"{classifier.runtime} runtime, {len(records)} face(s) in {len(photos)} photo(s)", err=True
     )
+
+
+def annotated_name(photo: Path, taken: set[str]) -> str:
+    """`x.annotated.png`, or `x.2.annotated.png`... when another photo of this run (`b/x.jpg`
+    beside `a/x.png`) already took that name; records the name in `taken`."""
+    name, n = f"{photo.stem}.annotated.png", 1
+    while name in taken:
+        n += 1
+        name = f"{photo.stem}.{n}.annotated.png"
+    taken.add(name)
+    return name
 
 
 def _table(records: list[dict[str, Any]]) -> str:

@@ -10,9 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -50,6 +54,18 @@ def latest_promotion_artifact() -> str:
             limit=1,
         )
     return artifacts[0].data
+
+
+def repro_attempts(flow_run_id) -> int:
+    """How many times the flow run's `dvc-repro` task ran (retries included)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return next(run.run_count for run in runs if run.name.startswith("dvc-repro"))
 
 
 def test_the_first_retrain_runs_every_stage_and_publishes_the_decision(first_run):
@@ -120,13 +136,14 @@ def test_a_failing_stage_fails_the_retrain_loudly_and_keeps_the_champion(first_r
     (faces / "train" / "happiness" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     set_params(project, **{"data.source": "image-folder", "data.path": "data/raw/faces"})
     try:
-        state = retrain_flow(root=str(project), retries=0, return_state=True)
+        state = retrain_flow(root=str(project), retries=1, return_state=True)
     finally:
         (project / "params.yaml").write_text(params_before)
         shutil.rmtree(faces)
     assert state.is_failed()
     message = str(state.message) + repr(state.result(raise_on_failure=False))
     assert "stage 'ingest'" in message and "corrupt.png" in message
+    assert repro_attempts(state.state_details.flow_run_id) == 1  # bad data: no retry
     assert champion_version(project) == "1"
     assert (project / "reports" / "promotion.json").read_bytes() == promotion_before
 
@@ -179,3 +196,43 @@ def test_the_deployment_carries_the_cron_schedule(tmp_path, prefect_api):
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_stopping_dvc_mid_train_stops_the_trainer_and_a_rerun_completes(first_run):
+    """SIGTERM to `dvc repro` while `ferops train` runs: no trainer lives on (none holds the
+    state's lock); a rerun resumes and finishes, and history, metrics and config agree."""
+    from ferops.kernel.process import StateInUse, sole_owner
+
+    project, _ = first_run
+    epochs = 8
+    longer = {"train.epochs": epochs, "train.patience": epochs, "train.use_tuned": False}
+    set_params(project, **longer, **{"model.width": 16})
+    dvc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    history = project / "models" / ".train-state" / "history.csv"
+    deadline = time.monotonic() + 300
+    while not (history.is_file() and len(history.read_text().splitlines()) >= 3):
+        assert dvc.poll() is None and time.monotonic() < deadline, "train never got going"
+        time.sleep(0.05)
+    dvc.send_signal(signal.SIGTERM)
+    dvc.wait(timeout=60)
+
+    lock = project / "models" / ".train-state.lock"
+    deadline = time.monotonic() + 60
+    while True:  # the trainer is gone once its lock is free
+        try:
+            with sole_owner(lock, "train state"):
+                break
+        except StateInUse:
+            assert time.monotonic() < deadline, "the trainer outlived dvc"
+            time.sleep(0.2)
+
+    assert history.is_file()  # stopped mid-train: the resumable state is still there
+    run(["dvc", "repro"], project)
+    metrics = json.loads((project / "reports" / "training" / "metrics.json").read_text())
+    logged = pd.read_csv(project / "reports" / "training" / "history.csv")
+    assert list(logged["epoch"]) == list(range(1, len(logged) + 1))
+    assert metrics["epochs_run"] == len(logged) <= epochs
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout

@@ -53,3 +53,23 @@ def test_predict_lists_every_face_annotates_and_matches_the_classifier(
 
     failed = runner.invoke(app, ["predict", str(broken), "--model", str(keras_model_file)])
     assert failed.exit_code == 1 and "broken.png: not a readable image" in failed.output
+
+    # Two photos with one stem: two annotated copies, none overwritten.
+    (tmp_path / "b").mkdir()
+    same_stem = tmp_path / "b" / "two.jpg"
+    cv2.imwrite(str(same_stem), image)
+    again = runner.invoke(
+        app, ["predict", str(photo), str(same_stem), "--model", str(keras_model_file),
+              "--annotate", str(tmp_path / "again")],
+    )  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [
+        "two.2.annotated.png",
+        "two.annotated.png",
+    ]
+    into_file = runner.invoke(
+        app, ["predict", str(photo), "--model", str(keras_model_file), "--annotate", str(photo)]
+    )
+    assert into_file.exit_code == 1
+    assert "--annotate" in into_file.output and "is a file" in into_file.output
+    assert "Traceback" not in into_file.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import socket
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from tests.helpers import JUNK, encoded, register_in, trained_model
 
@@ -100,6 +103,12 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
         got = pd.DataFrame(body["predictions"])
         assert got["emotion"].tolist() == expected["emotion"].tolist()
         np.testing.assert_allclose(got["p_happy"], expected["p_happy"], atol=1e-6)
+
+        deep = io.BytesIO()  # the same face as a 16-bit PNG: decoded alike, answered alike
+        Image.fromarray(faces[0].astype(np.uint16) * 257).save(deep, format="PNG")
+        pair = [[request["image"][0]], [base64.b64encode(deep.getvalue()).decode()]]
+        status, body = post(port, {"dataframe_split": {"columns": ["image"], "data": pair}})
+        assert status == 200 and body["predictions"][0] == body["predictions"][1]
 
         pixels = [[" ".join(map(str, face.ravel()))] for face in faces]
         status, body = post(port, {"dataframe_split": {"columns": ["pixels"], "data": pixels}})

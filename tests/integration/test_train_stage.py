@@ -44,6 +44,7 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
     )
 
     record = json.loads((tmp_path / "training" / "run.json").read_text())
+    assert record["tracking_uri"] == "sqlite:///mlflow.db"  # the project's own, relative
     run = mlflow.get_run(record["run_id"])
     assert record["precision"] == run.data.tags["ferops.precision"] == "float32"
     assert run.data.params["model.attention"] == "spatial"
@@ -54,6 +55,19 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
     assert "model_summary.txt" in [
         a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)
     ]
+
+
+def untracked_run_in(root) -> dict:
+    """train()'s paths inside `root`, without MLflow."""
+    return {
+        "processed": root / "processed",
+        "tuned_params": None,
+        "model_path": root / "model.keras",
+        "report_dir": root / "training",
+        "root": root,
+        "state_dir": root / "state",
+        "track": False,
+    }
 
 
 def test_an_interrupted_run_resumes_from_its_last_epoch(
@@ -87,15 +101,7 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
 
         return patched
 
-    arguments = {
-        "processed": tmp_path / "processed",
-        "tuned_params": None,
-        "model_path": tmp_path / "model.keras",
-        "report_dir": tmp_path / "training",
-        "root": tmp_path,
-        "state_dir": tmp_path / "state",
-        "track": False,
-    }
+    arguments = untracked_run_in(tmp_path)
     monkeypatch.setattr(training, "fit", fit_then(Recorder(), Crash()))
     with pytest.raises(RuntimeError, match="power cut"):
         training.train(settings, **arguments)
@@ -108,3 +114,22 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
     assert list(result.history["epoch"]) == [1, 2, 3]
     assert (tmp_path / "model.keras").is_file() and not (tmp_path / "state").exists()
     assert json.loads((tmp_path / "training" / "run.json").read_text())["run_id"] == ""
+
+
+def test_a_second_trainer_on_the_same_state_is_refused_naming_the_owner(
+    params, tiny_faceset, tmp_path
+):
+    import os
+    import socket
+
+    from ferops.kernel.process import StateInUse, sole_owner
+    from ferops.pipeline.train import train
+
+    save_faceset(tiny_faceset, tmp_path / "processed")
+    arguments = untracked_run_in(tmp_path)
+    owner = rf"process {os.getpid()} on {socket.gethostname()}"
+    with sole_owner(tmp_path / "state.lock", "state"), pytest.raises(StateInUse, match=owner):
+        train(params, **arguments)  # while a live trainer holds the state
+    assert not (tmp_path / "model.keras").exists()
+    train(params, **arguments)  # the owner is gone: the state is free again
+    assert (tmp_path / "model.keras").is_file()

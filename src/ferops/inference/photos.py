@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferops.imaging.decode import fit_face
+from ferops.imaging.decode import UnreadableImage, decode_rgb, fit_face
 from ferops.imaging.faces import Box, FaceDetector, crop_face, to_grey
 from ferops.inference.runtime import FaceClassifier
 from ferops.kernel.emotions import EMOTIONS
@@ -57,13 +57,16 @@ class FaceResult:
 
 
 def read_photo(path: Path) -> np.ndarray:
-    """A BGR image, or a DataError naming the file (cv2.imread would return None silently)."""
+    """A BGR image decoded as ingest and serving decode it, or a DataError naming the file."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"{path}: not a readable image (PNG, JPEG, BMP, WebP, TIFF, ...)")
-    return image
+    try:
+        rgb = decode_rgb(path)
+    except UnreadableImage as exc:
+        raise DataError(
+            f"{path}: not a readable image (PNG, JPEG, BMP, WebP, TIFF, ...): {exc}"
+        ) from exc
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def analyse(

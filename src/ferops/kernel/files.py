@@ -23,6 +23,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~umask())  # mkstemp makes it 0600; outputs are ordinary files
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -43,12 +44,20 @@ def write_npz(path: Path, **arrays: np.ndarray) -> None:
 def replace_dir(staged: Path, target: Path) -> None:
     """Swap a fully written `staged` directory into `target`, dropping the old one last."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(staged, 0o777 & ~umask())  # mkdtemp makes it 0700
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
         os.replace(target, old)
     os.replace(staged, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def umask() -> int:
+    """The process's file-creation mask (read by setting it, so set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _json_default(value: Any) -> Any:

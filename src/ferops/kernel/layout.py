@@ -15,6 +15,17 @@ def tracking_uri(root: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default
 
 
+def recorded_uri(uri: str, root: Path) -> str:
+    """`uri` as a committed report holds it: the project's own SQLite store relative to the
+    project root (where DVC runs the stages), so a clone or a moved folder still finds it;
+    any other store (a server, a database) as it is."""
+    sqlite = "sqlite:///"
+    own = (root / DEFAULT_TRACKING_DB).resolve()
+    if uri.startswith(sqlite) and Path(uri.removeprefix(sqlite)).resolve() == own:
+        return f"{sqlite}{DEFAULT_TRACKING_DB}"
+    return uri
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path = Path()

@@ -1,7 +1,8 @@
 """Scheduled retraining: a Prefect flow around `dvc repro` that publishes the promotion outcome.
 
 DVC decides what is stale and reruns only that; the registry gate decides promotion. This flow
-adds what a schedule needs: skip when nothing changed, retry a flaky run, fail loudly with the
+adds what a schedule needs: skip when nothing changed, retry a run that crashed (not one that
+failed on bad data: that fails the same way again), fail loudly with the
 failing stage and its log, and leave a readable record (a Prefect markdown artifact) of what
 was decided and why. A failed run never reaches `register`, so the champion alias stays put.
 """
@@ -23,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ferops.kernel.errors import FeropsError
 from ferops.kernel.layout import Layout
+from ferops.kernel.process import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +36,45 @@ FORCED_FROM = "train"
 
 
 class PipelineFailed(FeropsError):
-    """`dvc repro` (or `dvc status`) failed; the message names the stage and ends its log."""
+    """`dvc repro` (or `dvc status`) failed; the message names the stage and ends its log.
+    `retryable` is False when the stage said what is wrong (bad data or params): a retry
+    would fail the same way."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def stage_reported_an_error(output: str) -> bool:
+    """A ferops stage that fails on bad input ends with one `error: ...` line (a FeropsError);
+    a crash, a kill or a lost server does not."""
+    return re.search(r"^error: ", output, re.MULTILINE) is not None
+
+
+def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect's retry condition: retry a failed `dvc repro` unless it failed on bad input."""
+    return getattr(state.result(raise_on_failure=False), "retryable", True)
 
 
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run DVC from this interpreter's environment, so stages find `ferops` on PATH."""
+    """Run DVC from this interpreter's environment, so stages find `ferops` on PATH.
+
+    DVC and the stage it runs get a process group of their own; if this flow is stopped
+    (SIGTERM, Ctrl-C, a cancelled run), the whole group is stopped with it, so no stage
+    trains on as an orphan."""
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = [sys.executable, "-m", "dvc", *args]
-    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    with subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    ) as process:  # fmt: skip
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            stop_group(process)
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def failed_stage(output: str) -> str:
@@ -75,7 +107,8 @@ def reproduce(root: Path, force: bool) -> str:
         log.error("stage %s failed; last lines of dvc repro:\n%s", stage, tail(output))
         raise PipelineFailed(
             f"pipeline failed at stage '{stage}' (dvc repro exited {result.returncode}); "
-            f"the champion alias was not touched. Last lines:\n{tail(output)}"
+            f"the champion alias was not touched. Last lines:\n{tail(output)}",
+            retryable=not stage_reported_an_error(output),
         )
     return output
 
@@ -150,6 +183,9 @@ def retrain_flow(root: str = ".", force: bool = False, retries: int = 1) -> dict
     log.info("retraining; changed stages: %s", ", ".join(sorted(changes)) or "none (forced)")
     promotion_file = Layout(project).promotion
     before = promotion_file.read_bytes() if promotion_file.is_file() else None
-    reproduce.with_options(retries=retries, retry_delay_seconds=RETRY_DELAY_S)(project, force)
+    retrying = reproduce.with_options(
+        retries=retries, retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=worth_retrying
+    )
+    retrying(project, force)
     promotion = publish_promotion(project, before)
     return {"retrained": True, "changed": sorted(changes), **promotion}

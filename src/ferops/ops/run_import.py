@@ -23,7 +23,7 @@ from ferops.data.faceset import load_faceset
 from ferops.kernel.config import Params
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.files import write_json
-from ferops.kernel.layout import Layout
+from ferops.kernel.layout import Layout, recorded_uri
 from ferops.training.search import (
     TRIAL_HISTORY,
     best_candidate,
@@ -184,7 +184,7 @@ def _import_training(layout: Layout, experiment_id: str) -> str:
     record |= {
         "run_id": run_id,
         "experiment_id": experiment_id,
-        "tracking_uri": layout.tracking_uri,
+        "tracking_uri": recorded_uri(layout.tracking_uri, layout.root),
     }
     write_json(layout.training_run, record)
     return f"imported training run {run_id} ({len(history)} epochs)"

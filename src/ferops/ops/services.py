@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ferops.kernel.errors import FeropsError
+from ferops.kernel.process import stop_group
 
 POSTGRES_USER = "ferops"
 
@@ -150,20 +150,6 @@ def background(
         yield process
     finally:
         stop_group(process)
-
-
-def stop_group(process: subprocess.Popen[bytes], grace: float = 15) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after `grace` seconds."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
 
 
 def _wait_until_healthy(

@@ -29,10 +29,13 @@ from ferops.data.faceset import FaceSet, load_faceset
 from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.kernel.config import Params, TrainConfig
 from ferops.kernel.files import atomic_path, write_json
-from ferops.kernel.layout import Layout
+from ferops.kernel.layout import Layout, recorded_uri
 from ferops.kernel.model_spec import ModelSpec
+from ferops.kernel.process import sole_owner
 from ferops.models.builders import build_model_under
 from ferops.training.fit import (
+    AtomicBackupAndRestore,
+    SaveBest,
     apply_tuned,
     best_so_far,
     fit,
@@ -98,49 +101,58 @@ def train(
         "seed": params.seed,
         "data_sha1": digest,
     }
-    resume_state(state_dir, identity)
-    epochs_before = logged_epochs(state_dir)
+    # One owner at a time: a second trainer on the same state (an orphan of a killed dvc, or a
+    # second `dvc repro`) would interleave epochs into the same history.
+    with sole_owner(state_dir.with_name(f"{state_dir.name}.lock"), str(state_dir)):
+        resume_state(state_dir, identity)
+        epochs_before = logged_epochs(state_dir)
 
-    with _tracking(track, root, params, spec, config, model, faceset, digest, tuned) as run:
-        callbacks = checkpoint_callbacks(state_dir, config.patience)
-        if run is not None:
-            callbacks.append(EpochMetricsToMlflow(run.info.run_id))
-        started = time.perf_counter()
-        verbose = 1 if sys.stdout.isatty() else 2
-        fit(model, faceset, config, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
-        seconds = time.perf_counter() - started
-        history = pd.read_csv(state_dir / "history.csv")  # every epoch, resumed runs included
-        history["epoch"] = np.arange(1, len(history) + 1)
-        best = float32_copy(keras.models.load_model(state_dir / "best.keras"), spec, params.seed)
-        images = len(faceset["train"]) * max(1, len(history) - epochs_before)
-        metrics = {
-            "best_val_accuracy": float(history["val_accuracy"].max()),
-            "best_epoch": int(history["val_accuracy"].idxmax()) + 1,
-            "epochs_run": len(history),
-            "seconds": round(seconds, 1),
-            "train_images_per_second": round(images / seconds, 1),
-            "params": model.count_params(),
-        }
-        preprocessing = Preprocessing.load(processed / PREPROCESSING_FILE)
-        write_outputs(best, preprocessing, history, metrics, model_path, report_dir)
-        run_record = {**_log_outputs(run, metrics, precision, model_path, report_dir)}
-        run_record.update(identity, precision=precision, tuned=tuned)
-        write_json(report_dir / "run.json", run_record)
-    shutil.rmtree(state_dir, ignore_errors=True)  # finished: the next run starts afresh
-    log.info(
-        "trained %s: best val accuracy %.4f at epoch %d (%.0f s)",
-        model.name,
-        metrics["best_val_accuracy"],
-        metrics["best_epoch"],
-        seconds,
-    )
-    return TrainingResult(
-        best, history, metrics["best_val_accuracy"], run_record["run_id"], seconds
-    )
+        with _tracking(track, root, params, spec, config, model, faceset, digest, tuned) as run:
+            callbacks = checkpoint_callbacks(state_dir, config.patience)
+            if run is not None:
+                callbacks.append(EpochMetricsToMlflow(run.info.run_id))
+            started = time.perf_counter()
+            verbose = 1 if sys.stdout.isatty() else 2
+            fit(model, faceset, config, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+            seconds = time.perf_counter() - started
+            history = pd.read_csv(state_dir / "history.csv")  # every epoch, resumed runs included
+            history["epoch"] = np.arange(1, len(history) + 1)
+            best_epoch = keras.models.load_model(state_dir / "best.keras")
+            best = float32_copy(best_epoch, spec, params.seed)
+            images = len(faceset["train"]) * max(1, len(history) - epochs_before)
+            metrics = {
+                "best_val_accuracy": float(history["val_accuracy"].max()),
+                "best_epoch": int(history["val_accuracy"].idxmax()) + 1,
+                "epochs_run": len(history),
+                "seconds": round(seconds, 1),
+                "train_images_per_second": round(images / seconds, 1),
+                "params": model.count_params(),
+            }
+            preprocessing = Preprocessing.load(processed / PREPROCESSING_FILE)
+            write_outputs(best, preprocessing, history, metrics, model_path, report_dir)
+            run_record = {**_log_outputs(run, metrics, precision, model_path, report_dir, root)}
+            run_record.update(identity, precision=precision, tuned=tuned)
+            write_json(report_dir / "run.json", run_record)
+        shutil.rmtree(state_dir, ignore_errors=True)  # finished: the next run starts afresh
+        log.info(
+            "trained %s: best val accuracy %.4f at epoch %d (%.0f s)",
+            model.name,
+            metrics["best_val_accuracy"],
+            metrics["best_epoch"],
+            seconds,
+        )
+        return TrainingResult(
+            best, history, metrics["best_val_accuracy"], run_record["run_id"], seconds
+        )
 
 
 def _log_outputs(
-    run: Any, metrics: dict[str, Any], precision: str, model_path: Path, report_dir: Path
+    run: Any,
+    metrics: dict[str, Any],
+    precision: str,
+    model_path: Path,
+    report_dir: Path,
+    root: Path,
 ) -> dict[str, str]:
     """The run's metrics, model and history to MLflow; where to find the run (empty when
     not tracked)."""
@@ -153,7 +165,7 @@ def _log_outputs(
     return {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
-        "tracking_uri": mlflow.get_tracking_uri(),
+        "tracking_uri": recorded_uri(mlflow.get_tracking_uri(), root),
     }
 
 
@@ -170,18 +182,15 @@ def tuned_settings(
 
 
 def checkpoint_callbacks(state_dir: Path, patience: int) -> list[keras.callbacks.Callback]:
-    """Resumable state every epoch, the best epoch's model, the history, early stopping."""
+    """The history, the best epoch's model, early stopping, and resumable state every epoch.
+
+    The backup comes last: an epoch counts as done once it is backed up, and a run killed
+    between the history and the backup redoes that epoch (resume_state drops its row)."""
     return [
-        keras.callbacks.BackupAndRestore(str(state_dir / "backup"), delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(
-            state_dir / "best.keras",
-            monitor="val_accuracy",
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=best_so_far(state_dir),
-        ),
         keras.callbacks.CSVLogger(str(state_dir / "history.csv"), append=True),
+        SaveBest(state_dir / "best.keras", best_so_far(state_dir)),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
+        AtomicBackupAndRestore(str(state_dir / "backup"), delete_checkpoint=False),
     ]
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,7 @@ from ferops.data.faceset import FaceSet
 from ferops.kernel.config import TrainConfig
 from ferops.kernel.emotions import NUM_CLASSES
 from ferops.kernel.errors import ConfigError
-from ferops.kernel.files import write_json
+from ferops.kernel.files import atomic_path, write_json
 from ferops.kernel.model_spec import ModelSpec
 from ferops.models.builders import build_model_under
 from ferops.training.augment import AugmentedBatches
@@ -157,6 +161,7 @@ def resume_state(state_dir: Path, identity: dict[str, Any]) -> None:
     if marker.is_file() and _same_run(
         json.loads(marker.read_text()), json.loads(json.dumps(identity, default=str))
     ):
+        keep_backed_up_epochs(state_dir)
         log.info("resuming training from %s after %d epoch(s)", state_dir, logged_epochs(state_dir))
         return
     if state_dir.exists():
@@ -182,6 +187,21 @@ def _same_run(stored: dict[str, Any], current: dict[str, Any]) -> bool:
     return completed == current
 
 
+def keep_backed_up_epochs(state_dir: Path) -> None:
+    """Drop history rows of epochs that the backup does not hold (a run killed after logging
+    an epoch but before backing it up redoes that epoch; its row must not appear twice)."""
+    history = state_dir / "history.csv"
+    if not history.is_file():
+        return
+    metadata = state_dir / "backup" / "training_metadata.json"  # kept by BackupAndRestore
+    backed_up = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
+    lines = history.read_text().splitlines()
+    if len(lines) - 1 > backed_up:
+        log.info("dropping %d logged epoch(s) that were not backed up", len(lines) - 1 - backed_up)
+        with atomic_path(history) as staged:
+            staged.write_text("\n".join(lines[: backed_up + 1]) + "\n")
+
+
 def logged_epochs(state_dir: Path) -> int:
     """Epochs finished so far, as the history log records them."""
     history = state_dir / "history.csv"
@@ -194,3 +214,48 @@ def best_so_far(state_dir: Path) -> float | None:
     if logged_epochs(state_dir) == 0:
         return None
     return float(pd.read_csv(history)["val_accuracy"].max())
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore, but a run stopped while saving keeps the last whole backup:
+    Keras overwrites the weights in place (a kill mid-write left a file that could not be
+    loaded), here they and their epoch are written aside and swapped in together."""
+
+    def _save_model(self) -> None:
+        backup = Path(self.backup_dir)
+        backup.mkdir(parents=True, exist_ok=True)
+        weights, metadata = backup / "staged.weights.h5", backup / "staged.json"
+        self.model.save_weights(weights, overwrite=True)
+        metadata.write_text(json.dumps({"epoch": self._current_epoch, "batch": 0}))
+        with deferred_sigterm():  # both files swapped, or neither
+            os.replace(weights, self._weights_path)
+            os.replace(metadata, self._training_metadata_path)
+
+
+class SaveBest(keras.callbacks.Callback):
+    """The best epoch's model by val accuracy, replaced atomically (ModelCheckpoint writes in
+    place, so a kill mid-save could leave no loadable best model)."""
+
+    def __init__(self, path: Path, threshold: float | None) -> None:
+        super().__init__()
+        self.path = path
+        self.best = -np.inf if threshold is None else threshold
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        value = (logs or {}).get("val_accuracy")
+        if value is not None and value > self.best:
+            self.best = float(value)
+            with atomic_path(self.path) as staged:  # keeps the .keras suffix
+                self.model.save(staged)
+
+
+@contextmanager
+def deferred_sigterm() -> Iterator[None]:
+    """Hold SIGTERM back for the block (it is delivered right after), so a stopped run never
+    stops between two steps that belong together."""
+    blocked = {signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
