@@ -79,7 +79,7 @@ def test_every_kind_of_image_gives_the_8_bit_face_in_ingest_serving_and_predict(
     assert not np.array_equal(np.asarray(Image.open(path)), face)  # the file really differs
 
     for image in (reference, path):
-        served = decode_image(base64.b64encode(image.read_bytes()).decode(), row=0)
+        served, _ = decode_image(base64.b64encode(image.read_bytes()).decode(), row=0)
         np.testing.assert_array_equal(load_face_image(image), face, err_msg=f"ingest {kind}")
         np.testing.assert_array_equal(served, face, err_msg=f"serving {kind}")
         np.testing.assert_array_equal(to_grey(read_photo(image)), face, err_msg=f"predict {kind}")

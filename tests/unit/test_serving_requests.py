@@ -48,3 +48,26 @@ def test_each_row_gets_an_emotion_its_confidence_and_seven_probabilities():
         "p_surprise",
         "p_neutral",
     ]
+
+
+def test_a_request_over_its_byte_limit_is_refused_before_any_image_is_decoded(
+    tiny_faceset, monkeypatch
+):
+    face = encoded(tiny_faceset["test"].x[0])
+    monkeypatch.setenv("FEROPS_MAX_REQUEST_BYTES", str(len(face) * 3 // 4))  # one image
+    request = pd.DataFrame({"image": [face, "bm90IGFuIGltYWdl"]})  # the second is junk
+    with pytest.raises(MlflowException, match="FEROPS_MAX_REQUEST_BYTES") as caught:
+        faces_from_request(request)
+    assert caught.value.get_http_status_code() == 400
+    assert "not a readable image" not in caught.value.message  # nothing was decoded
+
+
+def test_a_request_over_its_pixel_limit_stops_decoding_at_the_image_that_crosses_it(
+    tiny_faceset, monkeypatch
+):
+    faces = [encoded(face) for face in tiny_faceset["test"].x[:3]]
+    monkeypatch.setenv("FEROPS_MAX_REQUEST_PIXELS", str(2 * 48 * 48))  # two faces' worth
+    with pytest.raises(MlflowException, match=r"row 2: .*more than 4608 pixels") as caught:
+        faces_from_request(pd.DataFrame({"image": [*faces, "bm90IGFuIGltYWdl"]}))
+    assert caught.value.get_http_status_code() == 400
+    assert len(faces_from_request(pd.DataFrame({"image": faces[:2]}))) == 2  # within it

@@ -42,6 +42,15 @@ def decode_rgb(source: Any, *, max_pixels: int | None = None) -> np.ndarray:
     return _decode(source, "RGB", max_pixels)
 
 
+def image_size(source: Any) -> tuple[int, int]:
+    """(width, height) from the image's header, without decoding its pixels."""
+    try:
+        with Image.open(source) as image:
+            return image.size
+    except _DECODE_ERRORS as exc:
+        raise UnreadableImage(str(exc)) from exc
+
+
 def _decode(source: Any, mode: str, max_pixels: int | None) -> np.ndarray:
     try:
         with warnings.catch_warnings():

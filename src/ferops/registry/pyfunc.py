@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,41 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from ferops.imaging.contrast import Preprocessing
-from ferops.imaging.decode import UnreadableImage, decode_grey, fit_face
+from ferops.imaging.decode import UnreadableImage, decode_grey, fit_face, image_size
 from ferops.inference.runtime import ModelFiles, open_classifier
 from ferops.kernel.emotions import EMOTIONS
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # per image, after base64 decoding
 MAX_IMAGE_PIXELS = 25_000_000  # width x height: refuses decompression bombs before decoding
 MAX_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may hold in all, on top of the per-image caps: image bytes (after
+    base64 decoding) and decoded pixels. The server reads FEROPS_MAX_REQUEST_BYTES and
+    FEROPS_MAX_REQUEST_PIXELS."""
+
+    max_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 50_000_000
+
+    @classmethod
+    def from_environment(cls) -> RequestLimits:
+        return cls(
+            max_bytes=_positive_int("FEROPS_MAX_REQUEST_BYTES", cls.max_bytes),
+            max_pixels=_positive_int("FEROPS_MAX_REQUEST_PIXELS", cls.max_pixels),
+        )
+
+
+def _positive_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) == 0:
+        raise bad_request(f"server setting {name} must be a positive whole number, got {text!r}")
+    return int(text)
+
+
 PROBABILITY_COLUMNS = [f"p_{emotion}" for emotion in EMOTIONS]
 
 
@@ -35,8 +65,12 @@ def bad_request(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def decode_image(text: Any, *, row: int) -> np.ndarray:
-    """Base64 image → uint8 48x48 grayscale face (centre crop, resize)."""
+def decode_image(
+    text: Any, *, row: int, pixels_left: int = MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, int]:
+    """Base64 image → uint8 48x48 grayscale face (centre crop, resize) and the image's pixel
+    count. An image with more pixels than the request has left is refused before it is
+    decoded (RequestFull)."""
     if not isinstance(text, str | bytes) or not text:
         raise bad_request(f"row {row}: field image must be a non-empty base64 string")
     if len(text) > MAX_IMAGE_BYTES * 4 // 3 + 4:
@@ -46,10 +80,13 @@ def decode_image(text: Any, *, row: int) -> np.ndarray:
     except (binascii.Error, ValueError) as exc:
         raise bad_request(f"row {row}: field image is not valid base64 ({exc})") from None
     try:
+        width, height = image_size(io.BytesIO(raw))
+        if width * height > pixels_left:
+            raise RequestFull(row)
         grey = decode_grey(io.BytesIO(raw), max_pixels=MAX_IMAGE_PIXELS)
     except UnreadableImage as exc:
         raise bad_request(f"row {row}: field image is not a readable image ({exc})") from None
-    return fit_face(grey)
+    return fit_face(grey), width * height
 
 
 def parse_pixels(value: Any, *, row: int) -> np.ndarray:
@@ -70,6 +107,14 @@ def parse_pixels(value: Any, *, row: int) -> np.ndarray:
     return np.rint(values).astype(np.uint8).reshape(48, 48)
 
 
+class RequestFull(Exception):
+    """The image at `row` would take the request past its pixel limit."""
+
+    def __init__(self, row: int) -> None:
+        super().__init__(row)
+        self.row = row
+
+
 def faces_from_request(model_input: Any) -> np.ndarray:
     """Turn a pyfunc request (DataFrame with image/pixels columns, or an array) into faces."""
     if isinstance(model_input, np.ndarray):
@@ -83,12 +128,28 @@ def faces_from_request(model_input: Any) -> np.ndarray:
         raise bad_request("the request holds no rows")
     if len(model_input) > MAX_BATCH:
         raise bad_request(f"at most {MAX_BATCH} images per request, got {len(model_input)}")
+    limits = RequestLimits.from_environment()
+    if "image" in columns:  # checked before any image is decoded
+        sent = sum(len(v) for v in model_input["image"] if isinstance(v, str | bytes)) * 3 // 4
+        if sent > limits.max_bytes:
+            raise bad_request(
+                f"the request holds about {sent} bytes of images; at most {limits.max_bytes} "
+                "per request (FEROPS_MAX_REQUEST_BYTES): send fewer or smaller images"
+            )
     faces = np.empty((len(model_input), 48, 48), dtype=np.uint8)
+    pixels_left = limits.max_pixels
     for row, record in enumerate(model_input[columns].itertuples(index=False)):
         values = dict(zip(columns, record, strict=True))
         image, pixels = values.get("image"), values.get("pixels")
         if _present(image):
-            faces[row] = decode_image(image, row=row)
+            try:
+                faces[row], used = decode_image(image, row=row, pixels_left=pixels_left)
+            except RequestFull:
+                raise bad_request(
+                    f"row {row}: the request's images hold more than {limits.max_pixels} "
+                    "pixels in all (FEROPS_MAX_REQUEST_PIXELS); the rest were not decoded"
+                ) from None
+            pixels_left -= used
         elif _present(pixels):
             faces[row] = parse_pixels(pixels, row=row)
         else:
