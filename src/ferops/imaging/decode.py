@@ -21,6 +21,14 @@ class UnreadableImage(ValueError):
     """The bytes are not an image Pillow can decode, or one too large to decode safely."""
 
 
+class TooManyPixels(UnreadableImage):
+    """The header claims more pixels than allowed; nothing was decoded."""
+
+    def __init__(self, width: int, height: int, limit: int) -> None:
+        super().__init__(f"{width}x{height} pixels exceeds {limit} (decompression bomb?)")
+        self.pixels = width * height
+
+
 _DECODE_ERRORS = (
     UnidentifiedImageError,
     OSError,
@@ -42,15 +50,6 @@ def decode_rgb(source: Any, *, max_pixels: int | None = None) -> np.ndarray:
     return _decode(source, "RGB", max_pixels)
 
 
-def image_size(source: Any) -> tuple[int, int]:
-    """(width, height) from the image's header, without decoding its pixels."""
-    try:
-        with Image.open(source) as image:
-            return image.size
-    except _DECODE_ERRORS as exc:
-        raise UnreadableImage(str(exc)) from exc
-
-
 def _decode(source: Any, mode: str, max_pixels: int | None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
@@ -58,9 +57,7 @@ def _decode(source: Any, mode: str, max_pixels: int | None) -> np.ndarray:
             with Image.open(source) as image:
                 width, height = image.size
                 if max_pixels is not None and width * height > max_pixels:
-                    raise UnreadableImage(
-                        f"{width}x{height} pixels exceeds {max_pixels} (decompression bomb?)"
-                    )
+                    raise TooManyPixels(width, height, max_pixels)
                 upright = ImageOps.exif_transpose(image)  # as the camera held it
                 return np.asarray(eight_bit(upright).convert(mode), dtype=np.uint8)
     except UnreadableImage:

@@ -37,6 +37,7 @@ from ferops.training.fit import (
     AtomicBackupAndRestore,
     SaveBest,
     apply_tuned,
+    backup_dir,
     best_so_far,
     fit,
     float32_copy,
@@ -190,7 +191,7 @@ def checkpoint_callbacks(state_dir: Path, patience: int) -> list[keras.callbacks
         keras.callbacks.CSVLogger(str(state_dir / "history.csv"), append=True),
         SaveBest(state_dir / "best.keras", best_so_far(state_dir)),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
-        AtomicBackupAndRestore(str(state_dir / "backup"), delete_checkpoint=False),
+        AtomicBackupAndRestore(str(backup_dir(state_dir)), delete_checkpoint=False),
     ]
 
 

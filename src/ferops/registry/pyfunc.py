@@ -23,7 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from ferops.imaging.contrast import Preprocessing
-from ferops.imaging.decode import UnreadableImage, decode_grey, fit_face, image_size
+from ferops.imaging.decode import TooManyPixels, UnreadableImage, decode_grey, fit_face
 from ferops.inference.runtime import ModelFiles, open_classifier
 from ferops.kernel.emotions import EMOTIONS
 
@@ -80,13 +80,12 @@ def decode_image(
     except (binascii.Error, ValueError) as exc:
         raise bad_request(f"row {row}: field image is not valid base64 ({exc})") from None
     try:
-        width, height = image_size(io.BytesIO(raw))
-        if width * height > pixels_left:
-            raise RequestFull(row)
-        grey = decode_grey(io.BytesIO(raw), max_pixels=MAX_IMAGE_PIXELS)
+        grey = decode_grey(io.BytesIO(raw), max_pixels=min(MAX_IMAGE_PIXELS, pixels_left))
     except UnreadableImage as exc:
+        if isinstance(exc, TooManyPixels) and exc.pixels <= MAX_IMAGE_PIXELS:
+            raise RequestFull from None  # a fine image, but the request has no room left
         raise bad_request(f"row {row}: field image is not a readable image ({exc})") from None
-    return fit_face(grey), width * height
+    return fit_face(grey), grey.size
 
 
 def parse_pixels(value: Any, *, row: int) -> np.ndarray:
@@ -108,11 +107,7 @@ def parse_pixels(value: Any, *, row: int) -> np.ndarray:
 
 
 class RequestFull(Exception):
-    """The image at `row` would take the request past its pixel limit."""
-
-    def __init__(self, row: int) -> None:
-        super().__init__(row)
-        self.row = row
+    """An image would take the request past its pixel limit."""
 
 
 def faces_from_request(model_input: Any) -> np.ndarray:

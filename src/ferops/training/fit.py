@@ -187,13 +187,18 @@ def _same_run(stored: dict[str, Any], current: dict[str, Any]) -> bool:
     return completed == current
 
 
+def backup_dir(state_dir: Path) -> Path:
+    """Where AtomicBackupAndRestore keeps the resumable weights and epoch."""
+    return state_dir / "backup"
+
+
 def keep_backed_up_epochs(state_dir: Path) -> None:
     """Drop history rows of epochs that the backup does not hold (a run killed after logging
     an epoch but before backing it up redoes that epoch; its row must not appear twice)."""
     history = state_dir / "history.csv"
     if not history.is_file():
         return
-    metadata = state_dir / "backup" / "training_metadata.json"  # kept by BackupAndRestore
+    metadata = backup_dir(state_dir) / "training_metadata.json"  # BackupAndRestore's name
     backed_up = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else 0
     lines = history.read_text().splitlines()
     if len(lines) - 1 > backed_up:
