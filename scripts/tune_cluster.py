@@ -3,9 +3,12 @@
     python scripts/tune_cluster.py --workers 2 --trials 12      # run a study, then stop all
     python scripts/tune_cluster.py --workers 0 --state .cluster  # servers only, until Ctrl-C
 
-Everything listens on 127.0.0.1. The servers' state (PostgreSQL cluster, MLflow artifacts,
-Prefect database, logs) lives in --state; without it, in a temporary folder removed at the end.
-Workers on other machines join the same study with the URLs this script prints (see README).
+Everything listens on 127.0.0.1 and asks for a password: PostgreSQL (scram-sha-256), MLflow
+(basic-auth app) and Prefect (server auth string) share one generated account, kept in
+STATE/password; STATE/client.env holds the exports a worker needs (`set -a; . client.env`).
+The servers' state (PostgreSQL cluster, MLflow artifacts and users, Prefect database, logs)
+lives in --state; without it, in a temporary folder removed at the end. Workers on other
+machines join the same study with those settings (see README).
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from pathlib import Path
 import optuna
 
 from ferops.kernel.config import load_params
-from ferops.ops.services import local_postgres, mlflow_server, prefect_server, stop_group
+from ferops.ops.services import (
+    Credentials,
+    client_environment,
+    local_postgres,
+    mlflow_server,
+    prefect_server,
+    stop_group,
+)
 from ferops.training.search import default_study_name, write_tuning_reports
 
 
@@ -50,30 +60,47 @@ def main() -> int:
     keep = args.state is not None
     state = args.state.resolve() if keep else Path(tempfile.mkdtemp(prefix="ferops-cluster-"))
     logs = state / "logs"
+    credentials = Credentials.kept_in(state / "password")
 
     with ExitStack() as stack:
         if not keep:
             stack.callback(shutil.rmtree, state, ignore_errors=True)
         postgres = stack.enter_context(
-            local_postgres(["optuna", "mlflow"], data_dir=state / "postgres" if keep else None)
+            local_postgres(
+                ["optuna", "mlflow"], credentials, data_dir=state / "postgres" if keep else None
+            )
         )
         tracking = stack.enter_context(
-            mlflow_server(f"{postgres}/mlflow", state / "mlartifacts", logs / "mlflow.log")
+            mlflow_server(
+                f"{postgres}/mlflow", state / "mlartifacts", logs / "mlflow.log", credentials
+            )
         )
-        prefect_api = stack.enter_context(prefect_server(state / "prefect", logs / "prefect.log"))
+        prefect_api = stack.enter_context(
+            prefect_server(state / "prefect", logs / "prefect.log", credentials)
+        )
         storage = f"{postgres}/optuna"
-        print(f"Optuna storage   {storage}  (study {study}, {trials} trials)")
-        print(f"MLflow tracking  {tracking}  (UI at the same address)")
+        env = {
+            "MLFLOW_TRACKING_URI": tracking,
+            "PREFECT_API_URL": prefect_api,
+            "FEROPS_OPTUNA_STORAGE": storage,
+            **client_environment(credentials),
+        }
+        client_env = state / "client.env"
+        client_env.touch(mode=0o600)
+        client_env.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+        hidden = storage.replace(f":{credentials.password}@", ":***@")
+        print(f"Optuna storage   {hidden}  (study {study}, {trials} trials)")
+        print(f"MLflow tracking  {tracking}  (UI at the same address, user {credentials.user})")
         print(f"Prefect API      {prefect_api}  (UI at {prefect_api.removesuffix('/api')})")
+        print(f"credentials      {client_env}  (password in {state / 'password'})")
         print(f"logs             {logs}", flush=True)
         if args.workers == 0:
             print("servers only; Ctrl-C stops them")
             _wait_for_interrupt()
             return 0
 
-        env = {"MLFLOW_TRACKING_URI": tracking, "PREFECT_API_URL": prefect_api}
         command = [str(Path(sys.executable).parent / "ferops"), "tune-worker", "--root", str(root)]
-        command += ["--storage", storage, "--study", study, "--trials", str(trials)]
+        command += ["--study", study, "--trials", str(trials)]  # storage: from env
         started = time.perf_counter()
         workers = [
             _start_worker(command, env, logs / f"worker-{i}.log") for i in range(args.workers)

@@ -227,8 +227,13 @@ def register_in(root: Path, params, faceset):
 
     from ferops.pipeline.register import register
 
-    experiment = mlflow.set_experiment("register-test")
-    run = mlflow.MlflowClient().create_run(experiment.experiment_id)
+    experiment = mlflow.get_experiment_by_name("register-test")
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else mlflow.create_experiment("register-test", (root / "mlartifacts").as_uri())
+    )
+    run = mlflow.MlflowClient().create_run(experiment_id)
     (root / "training").mkdir(exist_ok=True)
     (root / "training" / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
     return register(

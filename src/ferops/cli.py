@@ -22,8 +22,10 @@ from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
 from ferops.kernel.config import Params, apply_profile, load_params
 from ferops.kernel.errors import FeropsError
-from ferops.kernel.layout import Layout
+from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout
+from ferops.kernel.local_store import relocate as relocate_store
 from ferops.kernel.process import die_with_parent
+from ferops.ops.prefect_setup import prefect_defaults, server_start_failure
 from ferops.pipeline import STAGES, stage
 
 T = TypeVar("T")
@@ -43,6 +45,7 @@ RootOption = Annotated[
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False):
     """Configure logging once for every subcommand; end with the parent (dvc) if it ends."""
     die_with_parent()
+    prefect_defaults()
     # Our own messages at INFO; third-party libraries (GX, TF, MLflow) only when they warn.
     logging.basicConfig(
         level=logging.WARNING,
@@ -296,6 +299,20 @@ def import_runs(root: RootOption = Path()) -> None:
         typer.echo(line)
 
 
+@app.command()
+def relocate(root: RootOption = Path()) -> None:
+    """Point the project's MLflow store (mlflow.db) at this folder after copying or moving
+    the project; MLflow records artifact locations as absolute paths."""
+    db = root / DEFAULT_TRACKING_DB
+    if not db.is_file():
+        _fail(f"{db}: no MLflow store here (is --root the project folder?)")
+    moved = relocate_store(db)
+    if moved.old_root is None:
+        typer.echo(f"{db}: already points at {moved.new_root}; nothing to do")
+    else:
+        typer.echo(f"{db}: {moved.rows} artifact locations moved from {moved.old_root} to here")
+
+
 @app.command("tune-worker")
 def tune_worker(
     root: RootOption = Path(),
@@ -303,7 +320,12 @@ def tune_worker(
         int | None, typer.Option(help="Trials the whole study should hold; default tune.n_trials.")
     ] = None,
     storage: Annotated[
-        str | None, typer.Option(help="Optuna storage URL shared by all workers (PostgreSQL).")
+        str | None,
+        typer.Option(
+            help="Optuna storage URL shared by all workers (PostgreSQL); from the environment, "
+            "it stays out of the process list.",
+            envvar="FEROPS_OPTUNA_STORAGE",
+        ),
     ] = None,
     study: Annotated[
         str | None, typer.Option(help="Study to join; default derived from params.yaml.")
@@ -344,11 +366,16 @@ def _params(layout: Layout) -> Params:
 
 
 def _guard(action: Callable[[], T]) -> T:
-    """Run `action`; a FeropsError becomes a one-line message and exit status 1."""
+    """Run `action`; a FeropsError (or a temporary Prefect server that did not start) becomes
+    a one-line message and exit status 1."""
     try:
         return action()
     except FeropsError as exc:
         _fail(str(exc))
+    except RuntimeError as exc:
+        if (line := server_start_failure(exc)) is None:
+            raise
+        _fail(line)
 
 
 def _fail(message: str) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -148,6 +149,31 @@ def test_a_failing_stage_fails_the_retrain_loudly_and_keeps_the_champion(first_r
     assert (project / "reports" / "promotion.json").read_bytes() == promotion_before
 
 
+def test_the_retrain_command_ends_a_failure_with_one_line_naming_stage_and_cause(
+    first_run, prefect_api
+):
+    """`python flows/retrain.py run` on a params typo: no traceback, one line that names the
+    stage and the cause; `-v` shows the traceback."""
+    project, _ = first_run
+    params_before = (project / "params.yaml").read_text()
+    set_params(project, **{"train.epoch": 3})
+    command = [sys.executable, "flows/retrain.py", "run"]
+    try:
+        quiet = run(command, project, check=False, env={"PREFECT_API_URL": prefect_api})
+        verbose = run([*command[:2], "-v", "run"], project, check=False,
+                      env={"PREFECT_API_URL": prefect_api})  # fmt: skip
+    finally:
+        (project / "params.yaml").write_text(params_before)
+    assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
+    errors = [line for line in quiet.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: retraining failed at stage 'ingest': params.yaml: unknown key train.epoch; "
+        "did you mean train.epochs? (the champion alias was not touched) (-v for the traceback)"
+    ]
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+    assert champion_version(project) == "1"
+
+
 def test_dvc_push_then_pull_restores_the_outputs_in_a_fresh_clone(first_run, tmp_path):
     project, _ = first_run
     remote = tmp_path / "remote"
@@ -198,26 +224,23 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_stopping_dvc_mid_train_stops_the_trainer_and_a_rerun_completes(first_run):
-    """SIGTERM to `dvc repro` while `ferops train` runs: no trainer lives on (none holds the
-    state's lock); a rerun resumes and finishes, and history, metrics and config agree."""
+def stop_mid_train(project: Path, command: list[str], env: dict[str, str]) -> None:
+    """Start `command`, SIGTERM it once the trainer has logged another epoch, and wait until
+    no trainer lives on (none holds the state's lock)."""
     from ferops.kernel.process import StateInUse, sole_owner
 
-    project, _ = first_run
-    epochs = 8
-    longer = {"train.epochs": epochs, "train.patience": epochs, "train.use_tuned": False}
-    set_params(project, **longer, **{"model.width": 16})
-    dvc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dvc"), "repro"], cwd=project,
+    history = project / "models" / ".train-state" / "history.csv"
+    logged = len(history.read_text().splitlines()) if history.is_file() else 1
+    process = subprocess.Popen(
+        command, cwd=project, env={**os.environ, **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    history = project / "models" / ".train-state" / "history.csv"
     deadline = time.monotonic() + 300
-    while not (history.is_file() and len(history.read_text().splitlines()) >= 3):
-        assert dvc.poll() is None and time.monotonic() < deadline, "train never got going"
+    while not (history.is_file() and len(history.read_text().splitlines()) > logged + 1):
+        assert process.poll() is None and time.monotonic() < deadline, "train never got going"
         time.sleep(0.05)
-    dvc.send_signal(signal.SIGTERM)
-    dvc.wait(timeout=60)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
 
     lock = project / "models" / ".train-state.lock"
     deadline = time.monotonic() + 60
@@ -226,10 +249,24 @@ def test_stopping_dvc_mid_train_stops_the_trainer_and_a_rerun_completes(first_ru
             with sole_owner(lock, "train state"):
                 break
         except StateInUse:
-            assert time.monotonic() < deadline, "the trainer outlived dvc"
+            assert time.monotonic() < deadline, f"the trainer outlived {command[:2]}"
             time.sleep(0.2)
-
     assert history.is_file()  # stopped mid-train: the resumable state is still there
+
+
+def test_stopping_the_flow_or_dvc_mid_train_stops_the_trainer_and_a_rerun_completes(
+    first_run, prefect_api
+):
+    """SIGTERM to the retrain flow, then to `dvc repro`, while `ferops train` runs: no trainer
+    lives on either time; a rerun resumes and finishes, and history, metrics and config agree."""
+    project, _ = first_run
+    epochs = 8
+    longer = {"train.epochs": epochs, "train.patience": epochs, "train.use_tuned": False}
+    set_params(project, **longer, **{"model.width": 16})
+    flow = [sys.executable, "flows/retrain.py", "run"]
+    stop_mid_train(project, flow, {"PREFECT_API_URL": prefect_api})
+    stop_mid_train(project, [str(Path(sys.executable).parent / "dvc"), "repro"], {})
+
     run(["dvc", "repro"], project)
     metrics = json.loads((project / "reports" / "training" / "metrics.json").read_text())
     logged = pd.read_csv(project / "reports" / "training" / "history.csv")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pandas as pd
 import pytest
 
 from tests.helpers import register_in, trained_model
@@ -62,3 +63,50 @@ def test_a_weaker_model_is_registered_but_refused_and_a_failure_moves_nothing(
     assert client.get_model_version_by_alias("fer-test", "champion").version == 1
     assert client.get_model_version_by_alias("fer-test", "challenger").version == 2
     assert (tmp_path / "promotion.json").read_text() == report
+
+
+def test_a_model_file_changed_after_registration_is_refused_everywhere_it_is_loaded(
+    params, learnable_faceset, tmp_path, monkeypatch
+):
+    """The version records each file's sha256; the gate, predict and the pyfunc's own load
+    refuse a changed file by name. The pyfunc is code, not a pickle: it loads with MLflow's
+    pickle deserialisation switched off."""
+    import mlflow
+
+    from ferops.data.faceset import save_faceset
+    from ferops.inference.resolve import registered_files
+    from ferops.kernel.integrity import ModelFileChanged, sha256_file
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    mlflow.set_tracking_uri(uri)
+    params = dataclasses.replace(
+        params, register=dataclasses.replace(params.register, model_name="fer-hash")
+    )
+    save_faceset(learnable_faceset, tmp_path / "processed")
+    trained_model(learnable_faceset, tmp_path / "model.keras", epochs=1)
+    assert register_in(tmp_path, params, learnable_faceset)["alias"] == "champion"
+
+    tags = mlflow.MlflowClient().get_model_version("fer-hash", "1").tags
+    assert tags["sha256/model.keras"] == sha256_file(tmp_path / "model.keras")
+    assert {"sha256/model.onnx", "sha256/preprocessing.json"} <= set(tags)
+    stored = list((tmp_path / "mlartifacts").glob("models/*/artifacts/artifacts/model.keras"))
+    assert len(stored) == 1 and not list(stored[0].parents[1].glob("*.pkl"))
+    served = mlflow.pyfunc.load_model("models:/fer-hash@champion")  # no pickle allowed
+    faces = learnable_faceset["test"].x[:3]
+    request = pd.DataFrame({"pixels": [" ".join(map(str, face.ravel())) for face in faces]})
+    assert len(served.predict(request)) == 3
+
+    original = stored[0].read_bytes()
+    stored[0].write_bytes(original + b"\0")  # one byte more: a different file
+    with pytest.raises(ModelFileChanged, match=r"model\.keras has sha256"):
+        registered_files("models:/fer-hash@champion", uri)  # what predict and stream use
+    with pytest.raises(Exception, match=r"model\.keras has sha256"):
+        mlflow.pyfunc.load_model("models:/fer-hash@champion")
+    with pytest.raises(ModelFileChanged, match=r"model\.keras"):  # the gate loads the champion
+        register_in(tmp_path, params, learnable_faceset)
+    assert mlflow.MlflowClient().get_model_version_by_alias("fer-hash", "champion").version == 1
+
+    stored[0].write_bytes(original)
+    assert registered_files("models:/fer-hash@champion", uri).keras is not None

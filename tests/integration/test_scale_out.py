@@ -1,5 +1,6 @@
 """Scale-out tuning: worker processes share one Optuna study on a real PostgreSQL and log to
-one real MLflow tracking server (PostgreSQL backend store)."""
+one real MLflow tracking server (PostgreSQL backend store) and a real Prefect server, all three
+asking for a password."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import optuna
 import pytest
 
 from ferops.data.faceset import save_faceset
-from ferops.ops.services import local_postgres, mlflow_server
+from ferops.ops.services import (
+    Credentials,
+    client_environment,
+    local_postgres,
+    mlflow_server,
+    prefect_server,
+)
 from tests.helpers import tiny_params_file
 
 FEROPS = str(Path(sys.executable).parent / "ferops")
@@ -20,14 +27,53 @@ FEROPS = str(Path(sys.executable).parent / "ferops")
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    """PostgreSQL on loopback (databases optuna and mlflow) and an MLflow server on top, once
-    for the module: each test names its own study."""
-    logs = tmp_path_factory.mktemp("mlflow-server")
+    """PostgreSQL on loopback (databases optuna and mlflow), an MLflow server on top and a
+    Prefect server, once for the module: each test names its own study."""
+    logs = tmp_path_factory.mktemp("servers")
+    credentials = Credentials.kept_in(None)
     with (
-        local_postgres(["optuna", "mlflow"]) as postgres,
-        mlflow_server(f"{postgres}/mlflow", logs / "artifacts", logs / "server.log") as tracking,
+        local_postgres(["optuna", "mlflow"], credentials) as postgres,
+        mlflow_server(
+            f"{postgres}/mlflow", logs / "artifacts", logs / "mlflow.log", credentials
+        ) as tracking,
+        prefect_server(logs / "prefect", logs / "prefect.log", credentials) as prefect_api,
     ):
-        yield f"{postgres}/optuna", tracking
+        yield f"{postgres}/optuna", tracking, prefect_api, credentials
+
+
+def test_the_servers_refuse_requests_without_the_password(servers):
+    import psycopg
+
+    storage, tracking, prefect_api, credentials = servers
+    anonymous = storage.replace(f":{credentials.password}@", "@")
+    wrong = storage.replace(f":{credentials.password}@", ":guess@")
+    for url in (anonymous, wrong):
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(url, connect_timeout=10).close()
+    psycopg.connect(storage, connect_timeout=10).close()
+
+    search = f"{tracking}/api/2.0/mlflow/experiments/search?max_results=1"
+    flows = (f"{prefect_api}/flows/filter", b"{}")
+    for url, body in ((search, None), flows):
+        assert http_status(url, body) == 401
+        assert http_status(url, body, ("ferops", "guess")) == 401
+        assert http_status(url, body, (credentials.user, credentials.password)) == 200
+
+
+def http_status(url: str, body: bytes | None, login: tuple[str, str] | None = None) -> int:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if login:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(login).encode()).decode()
+    request = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def tiny_project(root: Path, faceset) -> Path:
@@ -36,12 +82,18 @@ def tiny_project(root: Path, faceset) -> Path:
     return root
 
 
-def test_two_workers_fill_one_study_exactly(tmp_path, tiny_faceset, servers, prefect_api):
-    storage, tracking = servers
+def test_two_workers_fill_one_study_exactly(tmp_path, tiny_faceset, servers, monkeypatch):
+    storage, tracking, prefect_api, credentials = servers
     project = tiny_project(tmp_path / "project", tiny_faceset)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PREFECT_API_URL": prefect_api}
-    command = [FEROPS, "tune-worker", "--root", str(project), "--storage", storage]
-    command += ["--study", "shared", "--trials", "6"]
+    for key, value in client_environment(credentials).items():
+        monkeypatch.setenv(key, value)  # this process reads the results below
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking,
+        "PREFECT_API_URL": prefect_api,
+        "FEROPS_OPTUNA_STORAGE": storage,  # the password stays off the command line
+    }
+    command = [FEROPS, "tune-worker", "--root", str(project), "--study", "shared", "--trials", "6"]
     workers = [
         subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -81,9 +133,11 @@ def test_the_tune_stage_then_writes_reports_from_the_shared_study(
     tmp_path, tiny_faceset, servers, prefect_api, monkeypatch
 ):
     """After the workers, `ferops tune` on the same study runs no trial and only reports."""
-    storage, tracking = servers
+    storage, tracking, _, credentials = servers
     project = tiny_project(tmp_path / "project", tiny_faceset)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    for key, value in client_environment(credentials).items():
+        monkeypatch.setenv(key, value)
     from ferops.pipeline.tune import tune_flow, tune_worker_flow
 
     assert tune_worker_flow(root=str(project), n_trials=2, storage=storage, study_name="s") == 2

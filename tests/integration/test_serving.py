@@ -1,4 +1,6 @@
-"""A real `mlflow models serve` process answers images, pixel rows and junk (HTTP 400)."""
+"""A real `mlflow models serve` process, serving a project that was moved after it registered
+its model, answers images, pixel rows and junk (HTTP 400), holds a request to its limits, and
+loads the model as code (pickle deserialisation switched off)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from tests.helpers import JUNK, encoded, register_in, trained_model
@@ -27,42 +30,72 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def post(port: int, payload: dict) -> tuple[int, dict]:
+def post(port: int, payload: dict, content_type: str | None = "application/json"):
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/invocations",
         data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": content_type} if content_type else {},
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        text = error.read()
+        try:
+            return error.code, json.loads(text)
+        except ValueError:
+            return error.code, {"message": text.decode(errors="replace")}
+
+
+def frame(column: str, values: list) -> dict:
+    return {"dataframe_split": {"columns": [column], "data": [[v] for v in values]}}
 
 
 def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset, tmp_path):
     import dataclasses
 
     import mlflow
+    from typer.testing import CliRunner
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = uri
+    from ferops.cli import app
+    from ferops.kernel.layout import tracking_uri
+    from ferops.kernel.local_store import StoreMoved
+
+    first = tmp_path / "first"
+    first.mkdir()
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{first / 'mlflow.db'}"
     try:
-        mlflow.set_tracking_uri(uri)
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
         from ferops.data.faceset import save_faceset
 
-        save_faceset(tiny_faceset, tmp_path / "processed")
-        trained_model(tiny_faceset, tmp_path / "model.keras", epochs=1)
+        save_faceset(tiny_faceset, first / "processed")
+        trained_model(tiny_faceset, first / "model.keras", epochs=1)
         params = dataclasses.replace(
             params, register=dataclasses.replace(params.register, model_name="fer-serve-test")
         )
-        register_in(tmp_path, params, tiny_faceset)
+        register_in(first, params, tiny_faceset)
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI")
 
+    project = tmp_path / "moved"  # the whole project folder moves; nothing is left behind
+    first.rename(project)
+    with pytest.raises(StoreMoved, match="ferops relocate"):
+        tracking_uri(project)
+    relocated = CliRunner().invoke(app, ["relocate", "--root", str(project)])
+    assert relocated.exit_code == 0 and "moved from" in relocated.output, relocated.output
+    uri = tracking_uri(project)
+    assert not list(tmp_path.glob("first"))
+
     port = free_port()
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # the model is code, not a pickle
+        "FEROPS_MAX_REQUEST_BYTES": "40000",
+        "FEROPS_MAX_REQUEST_PIXELS": "1000000",
+    }
     server = subprocess.Popen(
         [
             "mlflow",
@@ -92,6 +125,7 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
                 assert server.poll() is None, "the server exited"
                 time.sleep(1)
         faces = tiny_faceset["test"].x[:4]
+        mlflow.set_tracking_uri(uri)
         served = mlflow.pyfunc.load_model("models:/fer-serve-test@champion")
         request = {"image": [encoded(faces[0]), encoded(faces[1], "JPEG", (96, 96), "RGB")]}
         status, body = post(
@@ -121,7 +155,20 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
             )
             assert status == 400, case
             assert message in body["message"], case
-        status, _ = post(port, {"dataframe_split": {"columns": ["pixels"], "data": pixels[:1]}})
+
+        noise = np.random.default_rng(0).integers(0, 256, (120, 120), dtype=np.uint8)
+        status, body = post(port, frame("image", [encoded(noise)] * 3))  # ~3 x 14 KB
+        assert status == 400 and "FEROPS_MAX_REQUEST_BYTES" in body["message"]
+        flat = encoded(np.full((1000, 600), 128, np.uint8))  # small file, 0.6 megapixels
+        status, body = post(port, frame("image", [flat, flat]))
+        assert status == 400 and "row 1" in body["message"]
+        assert "FEROPS_MAX_REQUEST_PIXELS" in body["message"]
+
+        # MLflow's scoring server (not ferops) answers a request without Content-Type; it
+        # refuses it (a 500 from MLflow 3.17, see README "Serving") and keeps serving.
+        status, _ = post(port, frame("pixels", pixels[0]), content_type=None)
+        assert status >= 400
+        status, _ = post(port, frame("pixels", pixels[0]))
         assert status == 200  # still serving after the junk
     finally:
         os.killpg(server.pid, 15)

@@ -7,6 +7,7 @@ and fail the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.inference.runtime import FaceClassifier, ModelFiles, open_classifier
 from ferops.kernel.config import RegisterConfig
 from ferops.kernel.errors import DataError
+from ferops.kernel.integrity import digests_from_tags, verify_files
 from ferops.kernel.layout import Layout
 from ferops.models import shipped
 
@@ -48,18 +50,34 @@ def resolve_classifier(
 
 
 def registered_files(uri: str, tracking_uri: str) -> ModelFiles:
-    """The files of a registered pyfunc, downloaded (once, then cached) by MLflow."""
+    """The files of a registered pyfunc, downloaded by MLflow and checked against the sha256
+    digests recorded on its registry version (ModelFileChanged when one differs)."""
     # Deferred on purpose: MLflow takes about a second to import; a file needs none of it.
     import mlflow
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
 
     mlflow.set_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    name_and_version = get_model_name_and_version(client, uri)
+    recorded: dict[str, str] = {}
+    if len(name_and_version) == 2:  # a registry version (not a bare logged-model id)
+        name, number = name_and_version
+        uri = f"models:/{name}/{number}"  # pinned: an alias moving now changes nothing here
+        recorded = digests_from_tags(client.get_model_version(name, number).tags)
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "artifacts"
-    return ModelFiles(
+    files = ModelFiles(
         keras=_first(folder, "*.keras"),
         onnx=_first(folder, "*.onnx"),
-        preprocessing=Preprocessing.load(folder / PREPROCESSING_FILE),
+        preprocessing=Preprocessing(),
         source=uri,
     )
+    settings = folder / PREPROCESSING_FILE
+    present = [p for p in (files.keras, files.onnx, settings) if p is not None and p.is_file()]
+    if recorded:
+        verify_files(present, recorded, uri)
+    else:
+        log.warning("%s records no sha256 of its files (registered before ferops did)", uri)
+    return dataclasses.replace(files, preprocessing=Preprocessing.load(settings))
 
 
 def shipped_files() -> ModelFiles:

@@ -6,13 +6,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ferops.kernel.local_store import check_in_place
+
 DEFAULT_TRACKING_DB = "mlflow.db"
 
 
 def tracking_uri(root: Path) -> str:
-    """MLFLOW_TRACKING_URI if set, else the SQLite database at the project root."""
-    default = f"sqlite:///{(root / DEFAULT_TRACKING_DB).resolve()}"
-    return os.environ.get("MLFLOW_TRACKING_URI") or default
+    """MLFLOW_TRACKING_URI if set, else the SQLite database at the project root (refused,
+    naming `ferops relocate`, when it was copied from another folder and still points there)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    db = (root / DEFAULT_TRACKING_DB).resolve()
+    check_in_place(db)
+    return f"sqlite:///{db}"
 
 
 def recorded_uri(uri: str, root: Path) -> str:

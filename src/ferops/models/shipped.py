@@ -7,11 +7,11 @@ trained anything.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ferops.imaging.contrast import Preprocessing
 from ferops.kernel.errors import DataError
+from ferops.kernel.integrity import sha256_file
 
 FOLDER = Path(__file__).parent / "pretrained"
 MODEL_FILE = FOLDER / "fer2013_res_attention_cnn.keras"
@@ -33,7 +33,7 @@ def preprocessing() -> Preprocessing:
 
 def verified_model_file() -> Path:
     """The shipped file, after checking it is the one the model card describes."""
-    digest = hashlib.sha256(MODEL_FILE.read_bytes()).hexdigest()
+    digest = sha256_file(MODEL_FILE)
     if digest != SHA256:
         raise DataError(f"{MODEL_FILE}: sha256 {digest} is not the model card's {SHA256}")
     return MODEL_FILE

@@ -36,13 +36,41 @@ FORCED_FROM = "train"
 
 
 class PipelineFailed(FeropsError):
-    """`dvc repro` (or `dvc status`) failed; the message names the stage and ends its log.
-    `retryable` is False when the stage said what is wrong (bad data or params): a retry
-    would fail the same way."""
+    """`dvc repro` (or `dvc status`) failed; the message names the stage and ends its log,
+    `summary` says the same in one line. `retryable` is False when the stage said what is
+    wrong (bad data or params): a retry would fail the same way."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, summary: str = "", retryable: bool = True) -> None:
         super().__init__(message)
+        self.summary = summary or message.splitlines()[0]
         self.retryable = retryable
+
+
+def failure_cause(output: str) -> str:
+    """The line that says why: the stage's own `error:` line, else DVC's, else the last one."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for prefix in ("error: ", "ERROR: "):
+        said = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+        if said:
+            return said[-1]
+    return lines[-1] if lines else "no output"
+
+
+class NoConsoleTraceback(logging.Filter):
+    """For the console handler only: a failure is one line there (`-v` shows the traceback).
+    Prefect's API handler sits on the flow and task loggers, so it formats each record,
+    traceback included, for the UI before the record reaches the root's console handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def quiet_console_tracebacks() -> None:
+    for handler in logging.getLogger().handlers:
+        if type(handler).__name__ == "PrefectConsoleHandler":
+            handler.addFilter(NoConsoleTraceback())
 
 
 def stage_reported_an_error(output: str) -> bool:
@@ -92,7 +120,11 @@ def pipeline_changes(root: Path) -> dict[str, Any]:
     """Stages whose code, data or params changed since the last run ({} when up to date)."""
     result = dvc(root, "status", "--json")
     if result.returncode != 0:
-        raise PipelineFailed(f"dvc status failed:\n{tail(result.stdout + result.stderr)}")
+        output = result.stdout + result.stderr
+        raise PipelineFailed(
+            f"dvc status failed:\n{tail(output)}",
+            summary=f"dvc status failed: {failure_cause(output)}",
+        )
     return json.loads(result.stdout or "{}")
 
 
@@ -108,6 +140,8 @@ def reproduce(root: Path, force: bool) -> str:
         raise PipelineFailed(
             f"pipeline failed at stage '{stage}' (dvc repro exited {result.returncode}); "
             f"the champion alias was not touched. Last lines:\n{tail(output)}",
+            summary=f"retraining failed at stage '{stage}': {failure_cause(output)} "
+            "(the champion alias was not touched)",
             retryable=not stage_reported_an_error(output),
         )
     return output

@@ -4,11 +4,16 @@ PostgreSQL (Debian's package) holds the Optuna study and MLflow's runs, an MLflo
 server takes every worker's runs and artifacts, and a Prefect server records the flows. Each is
 a context manager that starts the real program, waits until it answers and, on exit, stops it
 with everything it started. `scripts/tune_cluster.py` and the tests use them.
+
+All three ask for a password (Credentials): PostgreSQL with scram-sha-256, MLflow through its
+basic-auth app, Prefect through its server auth string. Clients take theirs from
+`client_environment`.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -19,6 +24,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ferops.kernel.errors import FeropsError
@@ -29,6 +35,35 @@ POSTGRES_USER = "ferops"
 
 class ServiceError(FeropsError):
     """A server did not start, or a program it needs is missing."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One account for all three servers (PostgreSQL role, MLflow admin, Prefect)."""
+
+    user: str
+    password: str
+
+    @classmethod
+    def kept_in(cls, path: Path | None, user: str = POSTGRES_USER) -> Credentials:
+        """The password stored in `path` (0600, created on first use), or a fresh one."""
+        if path is not None and path.is_file():
+            return cls(user, path.read_text().strip())
+        credentials = cls(user, secrets.token_urlsafe(24))  # URL-safe: it goes into URLs
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(credentials.password + "\n")
+        return credentials
+
+
+def client_environment(credentials: Credentials) -> dict[str, str]:
+    """What an MLflow or Prefect client needs to be let in."""
+    return {
+        "MLFLOW_TRACKING_USERNAME": credentials.user,
+        "MLFLOW_TRACKING_PASSWORD": credentials.password,
+        "PREFECT_API_AUTH_STRING": f"{credentials.user}:{credentials.password}",
+    }
 
 
 def free_port() -> int:
@@ -54,12 +89,16 @@ def postgres_program(name: str) -> str:
 
 @contextmanager
 def local_postgres(
-    databases: Sequence[str], data_dir: Path | None = None, port: int | None = None
+    databases: Sequence[str],
+    credentials: Credentials,
+    data_dir: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """A PostgreSQL cluster on 127.0.0.1 with `databases`; yields the server URL (no database).
+    """A PostgreSQL cluster on 127.0.0.1 with `databases`, its role `credentials.user` logging
+    in with a scram-sha-256 password; yields the server URL (no database).
 
     The cluster lives in `data_dir` (kept, and reused next time) or in a temporary folder
-    (removed). Trust authentication is safe only because it listens on loopback alone.
+    (removed).
     """
     temporary = data_dir is None
     home = Path(tempfile.mkdtemp(prefix="ferops-pg-")) if temporary else data_dir
@@ -71,14 +110,13 @@ def local_postgres(
         shutil.chown(home, "postgres")
     port = port or free_port()
     if not (cluster / "PG_VERSION").is_file():
-        initdb = [postgres_program("initdb"), "-D", str(cluster), "-U", POSTGRES_USER]
-        _check([*as_user, *initdb, "--auth=trust", "--encoding=UTF8", "--no-sync"], "initdb")
+        _initdb(cluster, credentials, as_user)
     pg_ctl = [*as_user, postgres_program("pg_ctl"), "-D", str(cluster)]
     options = f"-h 127.0.0.1 -p {port} -k {home} -c max_connections=200"
     if temporary:  # nothing to keep, so no need to survive a power cut
         options += " -c fsync=off"
     _check([*pg_ctl, "-o", options, "-l", str(home / "server.log"), "-w", "start"], "pg_ctl start")
-    url = f"postgresql://{POSTGRES_USER}@127.0.0.1:{port}"
+    url = f"postgresql://{credentials.user}:{credentials.password}@127.0.0.1:{port}"
     try:
         _create_databases(url, databases)
         yield url
@@ -86,6 +124,20 @@ def local_postgres(
         subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)
         if temporary:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def _initdb(cluster: Path, credentials: Credentials, as_user: list[str]) -> None:
+    """A new cluster where every connection, local or TCP, needs the password."""
+    with tempfile.TemporaryDirectory(prefix="ferops-pw-") as folder:
+        pwfile = Path(folder) / "password"
+        pwfile.touch(mode=0o600)
+        pwfile.write_text(credentials.password + "\n")
+        if as_user:  # initdb runs as postgres and must read it
+            shutil.chown(folder, "postgres")
+            shutil.chown(pwfile, "postgres")
+        initdb = [postgres_program("initdb"), "-D", str(cluster), "-U", credentials.user]
+        initdb += [f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--no-sync"]
+        _check([*as_user, *initdb], "initdb")
 
 
 def _create_databases(url: str, databases: Sequence[str]) -> None:
@@ -102,24 +154,51 @@ def _create_databases(url: str, databases: Sequence[str]) -> None:
 
 @contextmanager
 def mlflow_server(
-    backend_store_uri: str, artifacts_dir: Path, log_path: Path, port: int | None = None
+    backend_store_uri: str,
+    artifacts_dir: Path,
+    log_path: Path,
+    credentials: Credentials,
+    port: int | None = None,
 ) -> Iterator[str]:
-    """`mlflow server` proxying artifacts to `artifacts_dir`; yields its URL."""
+    """`mlflow server` with the basic-auth app (admin `credentials`; its user database beside
+    `artifacts_dir`), proxying artifacts to `artifacts_dir`; yields its URL."""
     port = port or free_port()
-    command = [sys.executable, "-m", "mlflow", "server"]
+    auth_dir = artifacts_dir.parent / "mlflow-auth"
+    auth_dir.mkdir(parents=True, exist_ok=True)
+    config = auth_dir / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{auth_dir.resolve() / 'users.db'}\n"
+        f"admin_username = {credentials.user}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    env = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": credentials.password,  # used when the admin is created
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),  # one for both workers
+    }
+    command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"]
     command += ["--backend-store-uri", backend_store_uri]
     command += ["--artifacts-destination", str(artifacts_dir)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
     url = f"http://127.0.0.1:{port}"
-    with background(command, f"{url}/health", log_path):
+    with background(command, f"{url}/health", log_path, env=env):
         yield url
 
 
 @contextmanager
-def prefect_server(home: Path, log_path: Path, port: int | None = None) -> Iterator[str]:
-    """`prefect server start` with its database in `home`; yields the API URL."""
+def prefect_server(
+    home: Path, log_path: Path, credentials: Credentials, port: int | None = None
+) -> Iterator[str]:
+    """`prefect server start` with its database in `home`, answering only requests that carry
+    `credentials`; yields the API URL."""
     port = port or free_port()
-    env = {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_API_AUTH_STRING": f"{credentials.user}:{credentials.password}",
+    }
     command = [sys.executable, "-m", "prefect", "server", "start"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     api = f"http://127.0.0.1:{port}/api"

@@ -24,11 +24,12 @@ from ferops.inference.resolve import registered_files
 from ferops.inference.runtime import open_classifier
 from ferops.kernel.config import CHALLENGER, CHAMPION, Params, RegisterConfig, alias_uri
 from ferops.kernel.files import write_json
+from ferops.kernel.integrity import digest_tags
 from ferops.kernel.layout import Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.registry.gate import GateDecision, gate
 from ferops.registry.publish import log_pyfunc
-from ferops.registry.versions import git_commit, set_tags, version_by_alias
+from ferops.registry.versions import git_commit, version_by_alias
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,13 @@ def register(
     )
     with mlflow.start_run(run_id=run["run_id"]):
         preprocessing = Preprocessing.load(model_path.with_suffix(".json"))
-        info = log_pyfunc(candidate, model_path, preprocessing, test.x)
+        logged = log_pyfunc(candidate, model_path, preprocessing, test.x)
         if evaluation_dir.is_dir():
             mlflow.log_artifacts(str(evaluation_dir), "evaluation")
-    version = mlflow.register_model(info.model_uri, config.model_name)
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    tags = version_tags(decision, champion, run, metrics, root)
-    set_tags(client, config.model_name, version.version, tags)
+    tags = {**version_tags(decision, champion, run, metrics, root), **digest_tags(logged.sha256)}
+    # The tags arrive with the version, so no version is ever without its digests.
+    version = mlflow.register_model(logged.info.model_uri, config.model_name, tags=tags)
 
     alias = CHAMPION if decision.promote else CHALLENGER
     client.set_registered_model_alias(config.model_name, alias, version.version)

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from ferops.data.sources import synthetic_faceset
 from ferops.kernel.config import CHAMPION, Params, alias_uri
+from ferops.kernel.integrity import digest_tags
 from ferops.kernel.layout import Layout
 from ferops.models import shipped
 from ferops.models.builders import load_model
@@ -33,9 +34,9 @@ def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
         mlflow.set_tags({"ferops.stage": "import-pretrained", "sha256": shipped.SHA256})
         mlflow.log_metrics({f"test_{k}": v for k, v in shipped.TEST_METRICS.items()})
         mlflow.log_artifact(str(shipped.MODEL_CARD))
-        info = log_pyfunc(load_model(path), path, shipped.preprocessing(), faces)
+        logged = log_pyfunc(load_model(path), path, shipped.preprocessing(), faces)
     name = shipped.MODEL_NAME
-    version = mlflow.register_model(info.model_uri, name)
+    version = mlflow.register_model(logged.info.model_uri, name, tags=digest_tags(logged.sha256))
     client = MlflowClient()
     client.update_model_version(name, version.version, description=shipped.MODEL_CARD.read_text())
     client.set_registered_model_alias(name, CHAMPION, version.version)

@@ -1,11 +1,13 @@
 """Logging the served pyfunc to an MLflow run: the Keras file, its ONNX export (checked against
-Keras), the Preprocessing, a signature, a real input example and the code it needs."""
+Keras), the Preprocessing and their sha256 digests, a signature, a real input example, and the
+model as code (models-from-code: no pickle)."""
 
 from __future__ import annotations
 
 import base64
 import io
 import tempfile
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,17 @@ from PIL import Image
 
 from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.inference.export import export_model
-from ferops.registry.pyfunc import PROBABILITY_COLUMNS, EmotionClassifier
+from ferops.kernel.integrity import file_digests
+from ferops.registry.pyfunc import PROBABILITY_COLUMNS
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/ferops
+MODEL_CODE = Path(__file__).with_name("served_model.py")
+
+
+@dataclass(frozen=True)
+class LoggedPyfunc:
+    info: Any  # mlflow.models.model.ModelInfo
+    sha256: dict[str, str]  # {file name: digest} of the model files, as the pyfunc checks them
 
 
 def input_example(face: np.ndarray) -> Any:
@@ -69,25 +79,28 @@ def pinned_requirements() -> list[str]:
 
 def log_pyfunc(
     model: Any, model_path: Path, preprocessing: Preprocessing, faces: np.ndarray
-) -> Any:
+) -> LoggedPyfunc:
     """Log the served pyfunc to the active run: the Keras file, its ONNX export (the fast path
     the pyfunc prefers; refused, failing the caller, unless it matches Keras within 1e-4 on
-    `faces`), the Preprocessing, a signature, a real input example and the code."""
+    `faces`), the Preprocessing, their digests, a signature, a real input example and the
+    code. The caller records the digests on the registry version too."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Path(tmp) / PREPROCESSING_FILE
         preprocessing.save(settings)
         onnx_path = Path(tmp) / "model.onnx"
         export_model(model, "onnx", onnx_path, faces[:64])
-        return mlflow.pyfunc.log_model(
+        artifacts = {"keras_model": model_path, "onnx_model": onnx_path, "preprocessing": settings}
+        digests = file_digests(artifacts.values())
+        if len(digests) != len(artifacts):
+            raise ValueError(f"model files need distinct names, got {list(artifacts.values())}")
+        info = mlflow.pyfunc.log_model(
             name="emotion_classifier",
-            python_model=EmotionClassifier(),
-            artifacts={
-                "keras_model": str(model_path),
-                "onnx_model": str(onnx_path),
-                "preprocessing": str(settings),
-            },
+            python_model=str(MODEL_CODE),
+            artifacts={key: str(path) for key, path in artifacts.items()},
+            model_config={"sha256": digests},
             signature=signature(),
             input_example=input_example(faces[0]),
             pip_requirements=pinned_requirements(),
-            code_paths=[str(PACKAGE)],  # the model carries its code
+            code_paths=[str(PACKAGE)],  # the model carries ferops' source (never a pickle)
         )
+        return LoggedPyfunc(info, digests)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ctypes
 import io
 import os
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from ferops.imaging.contrast import Preprocessing
 from ferops.imaging.decode import TooManyPixels, UnreadableImage, decode_grey, fit_face
 from ferops.inference.runtime import ModelFiles, open_classifier
 from ferops.kernel.emotions import EMOTIONS
+from ferops.kernel.integrity import ModelFileChanged, verify_files
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # per image, after base64 decoding
 MAX_IMAGE_PIXELS = 25_000_000  # width x height: refuses decompression bombs before decoding
@@ -73,8 +75,7 @@ def decode_image(
     decoded (RequestFull)."""
     if not isinstance(text, str | bytes) or not text:
         raise bad_request(f"row {row}: field image must be a non-empty base64 string")
-    if len(text) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-        raise bad_request(f"row {row}: image larger than {MAX_IMAGE_BYTES} bytes")
+    _check_image_size(len(text), row=row)
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -86,6 +87,11 @@ def decode_image(
             raise RequestFull from None  # a fine image, but the request has no room left
         raise bad_request(f"row {row}: field image is not a readable image ({exc})") from None
     return fit_face(grey), grey.size
+
+
+def _check_image_size(base64_length: int, *, row: int) -> None:
+    if base64_length > MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise bad_request(f"row {row}: image larger than {MAX_IMAGE_BYTES} bytes")
 
 
 def parse_pixels(value: Any, *, row: int) -> np.ndarray:
@@ -124,8 +130,11 @@ def faces_from_request(model_input: Any) -> np.ndarray:
     if len(model_input) > MAX_BATCH:
         raise bad_request(f"at most {MAX_BATCH} images per request, got {len(model_input)}")
     limits = RequestLimits.from_environment()
-    if "image" in columns:  # checked before any image is decoded
-        sent = sum(len(v) for v in model_input["image"] if isinstance(v, str | bytes)) * 3 // 4
+    if "image" in columns:  # sizes are checked before any image is decoded
+        sizes = [len(v) if isinstance(v, str | bytes) else 0 for v in model_input["image"]]
+        for row, size in enumerate(sizes):
+            _check_image_size(size, row=row)
+        sent = sum(sizes) * 3 // 4
         if sent > limits.max_bytes:
             raise bad_request(
                 f"the request holds about {sent} bytes of images; at most {limits.max_bytes} "
@@ -168,12 +177,34 @@ def emotions_table(probabilities: np.ndarray) -> pd.DataFrame:
     return table
 
 
+def return_large_buffers_when_freed() -> None:
+    """Make glibc give each large buffer (a decoded image, a request body) back to the system
+    when it is freed. By default, after freeing one, glibc raises its mmap threshold (up to
+    32 MB) and keeps later ones in a heap that does not shrink: the served worker grew from
+    288 to 693 MB after 100 maximum-size requests, and stayed there; with a fixed 128 KB
+    threshold, 1.3x (benchmarks/serving_memory.py). Nothing to do off glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_mmap_threshold = -3  # mallopt's M_MMAP_THRESHOLD; setting it disables the adjustment
+    libc.mallopt(m_mmap_threshold, 128 * 1024)
+
+
 class EmotionClassifier(mlflow.pyfunc.PythonModel):
     """The model (ONNX Runtime when its export is there, else Keras) plus the contrast
-    normalisation it was trained with, behind the pyfunc API."""
+    normalisation it was trained with, behind the pyfunc API. Logged as code
+    (registry/served_model.py); its files are checked against the sha256 digests logged with
+    it (the model config's `sha256`) before any is opened."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         artifacts = context.artifacts
+        recorded = (context.model_config or {}).get("sha256")
+        if not recorded:
+            raise ModelFileChanged(
+                "this model was logged without the sha256 of its files; register it again"
+            )
+        verify_files([Path(p) for p in artifacts.values()], recorded, "the served model")
         onnx = artifacts.get("onnx_model")
         files = ModelFiles(
             keras=Path(artifacts["keras_model"]),
@@ -182,6 +213,7 @@ class EmotionClassifier(mlflow.pyfunc.PythonModel):
             source="pyfunc",
         )
         self.classifier = open_classifier(files)
+        return_large_buffers_when_freed()
 
     # No type hints here on purpose: MLflow would try to derive a signature from them.
     def predict(self, context, model_input, params=None):

@@ -18,11 +18,6 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
         return None
 
 
-def set_tags(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-
-
 def git_commit(root: Path) -> str:
     try:
         return subprocess.run(

@@ -10,6 +10,7 @@ import keras
 
 from ferops.kernel.config import DataConfig
 from ferops.kernel.layout import tracking_uri
+from ferops.kernel.local_store import ARTIFACTS_DIR
 
 
 def experiment_name(data: DataConfig) -> str:
@@ -33,7 +34,7 @@ def use_experiment(root: Path, data: DataConfig) -> str:
     # A local store keeps artifacts beside the database, whatever folder the command runs
     # from; a tracking server chooses (and proxies) its own artifact destination.
     local = not uri.startswith(("http://", "https://"))
-    artifacts = (root / "mlartifacts").resolve().as_uri() if local else None
+    artifacts = (root / ARTIFACTS_DIR).resolve().as_uri() if local else None
     experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
