@@ -223,7 +223,9 @@ def trained_model(faceset, path: Path, epochs: int) -> None:
     model.save(path)
 
 
-def register_in(root: Path, params, faceset):
+def register_in(root: Path, params, faceset, trained_on: str | None = None):
+    """The register stage on the model at root/model.keras, its training run made up here
+    (with `data.source` = `trained_on` logged, as the train stage logs it)."""
 
     from ferops.pipeline.register import register
 
@@ -234,6 +236,8 @@ def register_in(root: Path, params, faceset):
         else mlflow.create_experiment("register-test", (root / "mlartifacts").as_uri())
     )
     run = mlflow.MlflowClient().create_run(experiment_id)
+    if trained_on:
+        mlflow.MlflowClient().log_param(run.info.run_id, "data.source", trained_on)
     (root / "training").mkdir(exist_ok=True)
     (root / "training" / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
     return register(

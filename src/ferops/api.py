@@ -1,27 +1,129 @@
-"""The Python API: what the `ferops` command does, as three functions.
+"""The Python API: emotions in photos and videos in two lines, and the pipeline's parts.
 
+    from ferops import EmotionRecognizer
+
+    recognizer = EmotionRecognizer()                   # says which model answers: .model
+    recognizer.detect_emotions("party.jpg")            # a path, numpy array or PIL image
+    # [{'box': [x, y, w, h], 'emotions': {'angry': 0.01, ...}, 'emotion': 'happy',
+    #   'confidence': 0.93}, ...]                     one per face, largest first
+    recognizer.analyze_video("clip.mp4")               # a pandas DataFrame, a row per face
+                                                       # per frame
     from ferops.api import classifier, emotions_in_photo, run_stage
 
     run_stage("train", root=".")                       # one pipeline stage, as dvc runs it
     model = classifier()                               # the champion (or the shipped model)
-    for face in emotions_in_photo("party.jpg", model):
-        print(face.box, face.emotion, face.confidence)
 
 Everything here is light: TensorFlow loads only when a stage or a Keras model needs it.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import cv2
+import numpy as np
 
 from ferops.imaging.faces import FaceDetector
 from ferops.inference.photos import FaceResult, analyse, analyse_whole, read_photo
 from ferops.inference.resolve import resolve_classifier
 from ferops.inference.runtime import FaceClassifier
+from ferops.inference.video import run_stream
 from ferops.kernel.config import load_params
-from ferops.kernel.layout import Layout
+from ferops.kernel.emotions import EMOTIONS
+from ferops.kernel.errors import DataError
+from ferops.kernel.layout import Layout, find_root
 from ferops.pipeline import stage
+
+
+class EmotionRecognizer:
+    """Faces and the emotion on each, in photos and videos (like `fer.FER`).
+
+    `model`: a .keras/.onnx/.tflite file or a models:/ URI; None: the champion of the project
+    at `root` (default: the nearest folder at or above the current one with a params.yaml),
+    or the shipped FER2013 model when there is no project, no champion, or a champion that
+    learned from synthetic faces. `model` (the attribute) says which one answers."""
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        root: Path | str | None = None,
+        runtime: str = "auto",
+        detector: Path | None = None,
+    ) -> None:
+        name = None if model is None else str(model)
+        layout = register = None
+        if name is None or name.startswith("models:/"):
+            found = Path(root) if root is not None else find_root(Path.cwd())
+            if found is not None:
+                layout = Layout(found)
+                register = load_params(layout.params).register
+        self.classifier = resolve_classifier(
+            name, layout=layout, register=register, runtime=runtime
+        )
+        self.detector = FaceDetector(detector)
+
+    @property
+    def model(self) -> str:
+        """Which model answers: where it came from, its training data and test accuracy."""
+        return self.classifier.model
+
+    @property
+    def note(self) -> str:
+        """Why that model answers, when it is not the project's champion ("" otherwise)."""
+        return self.classifier.note
+
+    def detect_emotions(self, image: Any) -> list[dict[str, Any]]:
+        """One record per face, largest first: box [x, y, w, h] in the image's pixels, the
+        seven probabilities, the top emotion and its probability. `image`: a file path, a
+        numpy array as OpenCV holds it (grey, or BGR) or a PIL image."""
+        faces = analyse(as_bgr(image), self.detector, self.classifier)
+        return [
+            {
+                "box": [face.box.x, face.box.y, face.box.w, face.box.h],
+                "emotions": dict(zip(EMOTIONS, map(float, face.probabilities), strict=True)),
+                "emotion": face.emotion,
+                "confidence": face.confidence,
+            }
+            for face in faces
+        ]
+
+    def analyze_video(
+        self, path: Path | str, *, max_frames: int | None = None, smoothing: float = 0.6
+    ) -> Any:
+        """A pandas DataFrame with a row per face per frame: frame, time_s, face_id (the same
+        face keeps its id across frames), box, emotion, confidence, the seven p_<emotion>."""
+        import pandas as pd
+
+        with tempfile.TemporaryDirectory() as folder:
+            timeline = Path(folder) / "timeline.csv"
+            run_stream(
+                str(path),
+                self.detector,
+                self.classifier,
+                timeline=timeline,
+                max_frames=max_frames,
+                smoothing=smoothing,
+            )
+            return pd.read_csv(timeline)
+
+
+def as_bgr(image: Any) -> np.ndarray:
+    """A path, a numpy array (2-D grey, or 3-D BGR as OpenCV reads it) or a PIL image, as
+    the BGR array the face detector takes."""
+    if isinstance(image, str | Path):
+        return read_photo(Path(image))
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or array.size == 0:
+        raise DataError(
+            f"expected a path, a PIL image or a uint8 numpy image, got {array.dtype} "
+            f"array of shape {array.shape}"
+        )
+    return array
 
 
 def run_stage(name: str, root: Path | str = ".", **options: Any) -> Any:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 import cv2
 import typer
 
+from ferops import __version__
 from ferops.imaging.faces import FaceDetector
 from ferops.inference.photos import analyse, analyse_whole, draw, read_photo
 from ferops.inference.resolve import resolve_classifier, resolve_model
@@ -22,9 +25,10 @@ from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
 from ferops.kernel.config import Params, apply_profile, load_params
 from ferops.kernel.errors import FeropsError
-from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout
+from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout, find_root
 from ferops.kernel.local_store import relocate as relocate_store
 from ferops.kernel.process import die_with_parent
+from ferops.kernel.quiet import import_tensorflow_quietly, quiet_libraries
 from ferops.ops.prefect_setup import prefect_defaults, server_start_failure
 from ferops.pipeline import STAGES, stage
 
@@ -41,11 +45,40 @@ RootOption = Annotated[
 ]
 
 
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"ferops {__version__}")
+        raise typer.Exit()
+
+
+# The commands that load TensorFlow (the stages that build, train or score a Keras model).
+TENSORFLOW_COMMANDS = {"tune", "train", "evaluate", "register", "tune-worker", "profile"}
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False):
+def main(
+    context: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging.", metavar="")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            metavar="",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+):
     """Configure logging once for every subcommand; end with the parent (dvc) if it ends."""
     die_with_parent()
     prefect_defaults()
+    if not verbose:
+        quiet_libraries()
+        if context.invoked_subcommand in TENSORFLOW_COMMANDS:
+            import_tensorflow_quietly()
     # Our own messages at INFO; third-party libraries (GX, TF, MLflow) only when they warn.
     logging.basicConfig(
         level=logging.WARNING,
@@ -125,31 +158,55 @@ def profile(
 
 ModelOption = Annotated[
     str | None,
-    typer.Option(help="A .keras/.onnx/.tflite file or a models:/ URI; default the champion."),
+    typer.Option(
+        help="A .keras/.onnx/.tflite file or a models:/ URI. Default: the project's champion, "
+        "or the shipped FER2013 model if there is none or it learned from synthetic faces.",
+        metavar="FILE|URI",
+    ),
 ]
 RuntimeOption = Annotated[
-    str, typer.Option(help="auto (ONNX Runtime when there), onnx, litert or keras.")
+    str,
+    typer.Option(help="auto (ONNX Runtime when there), onnx, litert or keras.", metavar="NAME"),
+]
+ProjectOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        help="Project root (holds params.yaml); default: the nearest such folder at or above "
+        "the current one. Not needed with --model FILE.",
+        metavar="FOLDER",
+    ),
 ]
 DetectorOption = Annotated[
     Path | None,
-    typer.Option(help="Face detector: an OpenCV cascade (.xml) or YuNet (.onnx) file."),
+    typer.Option(
+        help="Face detector: an OpenCV cascade (.xml) or YuNet (.onnx) file.", metavar="FILE"
+    ),
 ]
 
 
 @app.command()
 def predict(
-    photos: Annotated[list[Path], typer.Argument(help="Photos (any size or colour).")],
+    photos: Annotated[
+        list[Path], typer.Argument(help="Photos (any size or colour).", metavar="PHOTO...")
+    ],
     model: ModelOption = None,
     runtime: RuntimeOption = "auto",
     detector: DetectorOption = None,
     annotate: Annotated[
-        Path | None, typer.Option(help="Write a copy of each photo with boxes and labels here.")
+        Path | None,
+        typer.Option(
+            help="Write a copy of each photo with boxes and labels here.", metavar="FOLDER"
+        ),
     ] = None,
     whole: Annotated[
-        bool, typer.Option("--whole", help="Each image is one face already (no detection).")
+        bool,
+        typer.Option("--whole", help="Each image is one face already (no detection).", metavar=""),
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
-    root: RootOption = Path(),
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print JSON lines (each names the model).", metavar="")
+    ] = False,
+    root: ProjectOption = None,
 ) -> None:
     """Find every face in each photo and name its emotion (box, confidence, 7 probabilities)."""
     if annotate is not None and annotate.exists() and not annotate.is_dir():
@@ -165,6 +222,8 @@ def predict(
             typer.echo(f"{photo}: no face found", err=True)
         for i, result in enumerate(results):
             records.append({"photo": str(photo), "face": i + 1, **result.record()})
+            if json_output:
+                records[-1]["model"] = classifier.model
         if annotate is not None and results:
             annotate.mkdir(parents=True, exist_ok=True)
             draw(image, results)
@@ -225,7 +284,7 @@ def stream(
     detect_width: Annotated[
         int, typer.Option(help="Detect faces on frames shrunk to this width (0: full size).")
     ] = 320,
-    root: RootOption = Path(),
+    root: ProjectOption = None,
 ) -> None:
     """Track faces through a video or camera and follow each one's emotion over time."""
     classifier = _classifier(root, model, runtime)
@@ -239,6 +298,7 @@ def stream(
             timeline=csv,
             max_frames=max_frames,
             smoothing=smoothing,
+            progress=_progress_line(),
         )
     )
     typer.echo(
@@ -247,13 +307,53 @@ def stream(
     )
 
 
-def _classifier(root: Path, model: str | None, runtime: str) -> FaceClassifier:
-    """`--model` (a file or a models:/ URI), else the champion, else the shipped model."""
-    layout = Layout(root)
-    params = _params(layout)
-    return _guard(
-        lambda: resolve_classifier(model, layout=layout, register=params.register, runtime=runtime)
+def _progress_line(every_s: float = 5.0) -> Callable[[int, int | None, float], None]:
+    """Frames done (of how many) and frames/s on stderr: redrawn in place on a terminal, a
+    line every `every_s` seconds otherwise (a log file)."""
+    live = sys.stderr.isatty()
+    last = [0.0]
+
+    def show(done: int, total: int | None, fps: float) -> None:
+        now = time.monotonic()
+        if now - last[0] < (0.25 if live else every_s) and done != total:
+            return
+        last[0] = now
+        of = f"/{total} ({100 * done / total:.0f}%)" if total else ""
+        text = f"frame {done}{of}, {fps:.1f} frames/s"
+        if live:
+            sys.stderr.write(f"\r{text}" + ("\n" if done == total else ""))
+            sys.stderr.flush()
+        else:
+            typer.echo(text, err=True)
+
+    return show
+
+
+def _classifier(root: Path | None, model: str | None, runtime: str) -> FaceClassifier:
+    """`--model` (a file, no project needed; or a models:/ URI), else the project's champion,
+    else the shipped model; says which model answers."""
+    file_given = model is not None and not model.startswith("models:/")
+    project = None if file_given else _project(root)
+    layout, register = (project[0], project[1].register) if project else (None, None)
+    classifier = _guard(
+        lambda: resolve_classifier(model, layout=layout, register=register, runtime=runtime)
     )
+    typer.echo(f"model: {classifier.model}", err=True)
+    if classifier.note:
+        typer.echo(f"  because {classifier.note}", err=True)
+    return classifier
+
+
+def _project(root: Path | None) -> tuple[Layout, Params] | None:
+    """The project at --root, else the nearest above the current folder; None if there is
+    none (and no --root)."""
+    if root is not None and not (root / "params.yaml").is_file():
+        _fail(f"--root {root}: no params.yaml there; point --root at a ferops project folder")
+    found = root if root is not None else find_root(Path.cwd())
+    if found is None:
+        return None
+    layout = Layout(found)
+    return layout, _params(layout)
 
 
 @app.command()
@@ -275,7 +375,9 @@ def export(
         raise typer.Exit(code=1)
     layout = Layout(root)
     params = _params(layout)
-    files = _guard(lambda: resolve_model(model, layout=layout, register=params.register))
+    files = _guard(
+        lambda: resolve_model(model, layout=layout, register=params.register, real_faces=False)
+    )
     if files.keras is None:
         _fail(f"{files.source}: export needs a Keras model (.keras), not an exported one")
     keras_model = load_keras(files.keras)

@@ -192,6 +192,22 @@ def test_dvc_push_then_pull_restores_the_outputs_in_a_fresh_clone(first_run, tmp
     assert "Data and pipelines are up to date" in run(["dvc", "status"], clone).stdout
 
 
+def test_dvc_params_diff_shows_the_tuned_values_the_model_trains_with(first_run):
+    """Against the commit the push test made: the search's values are params of train."""
+    project, _ = first_run
+    tuned = project / "reports" / "tuning" / "best_params.json"
+    before = tuned.read_text()
+    searched = json.loads(before)
+    searched["params"]["learning_rate"] = 0.0123
+    tuned.write_text(json.dumps(searched))
+    try:
+        diff = run(["dvc", "params", "diff"], project).stdout
+    finally:
+        tuned.write_text(before)
+    (line,) = [row for row in diff.splitlines() if "params.learning_rate" in row]
+    assert line.split()[0] == "reports/tuning/best_params.json" and line.split()[-1] == "0.0123"
+
+
 def test_the_deployment_carries_the_cron_schedule(tmp_path, prefect_api):
     """`prefect deploy` from prefect.yaml, and `flow.to_deployment`, both keep the schedule."""
     from prefect.client.orchestration import get_client

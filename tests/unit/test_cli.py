@@ -1,4 +1,5 @@
-"""The command line: every command has help, and a bad params file is a one-line error."""
+"""The command line: every command has help (readable), --version, and a bad params file is a
+one-line error."""
 
 from __future__ import annotations
 
@@ -23,6 +24,15 @@ def test_every_command_has_help():
     ):
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output, command
+    predict_help = runner.invoke(app, ["predict", "--help"]).output
+    assert "FILE|URI" in predict_help and "<str>" not in predict_help  # readable metavars
+
+
+def test_version_is_the_package_s():
+    from ferops import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"ferops {__version__}"
 
 
 def test_a_bad_params_file_is_a_one_line_error(tmp_path):

@@ -1,5 +1,8 @@
 """The one answer to "which model?": a file, a `models:/` registry URI, or by default the
-registry's champion, falling back to the shipped FER2013 model when there is none yet.
+registry's champion, with the shipped FER2013 model in two cases: there is no champion yet,
+or the champion learned from synthetic faces (it would name real faces' emotions at random;
+pass `--model models:/NAME@champion` to use it anyway). Either way a line says which model
+answers.
 
 `predict`, `stream` and `export` all resolve through here, so they accept the same things
 and fail the same way.
@@ -7,8 +10,8 @@ and fail the same way.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import os
 from pathlib import Path
 
 from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
@@ -22,28 +25,52 @@ from ferops.models import shipped
 log = logging.getLogger(__name__)
 
 
-def resolve_model(model: str | None, *, layout: Layout, register: RegisterConfig) -> ModelFiles:
-    """`model` as a .keras/.onnx/.tflite file or a `models:/` URI; None: the champion, or the
-    shipped model when the registry has no champion."""
+def resolve_model(
+    model: str | None,
+    *,
+    layout: Layout | None,
+    register: RegisterConfig | None,
+    real_faces: bool = True,
+) -> ModelFiles:
+    """`model` as a .keras/.onnx/.tflite file or a `models:/` URI; None: the champion of the
+    project at `layout`, or the shipped model (no project, no champion, or, for `real_faces`,
+    a champion that learned from synthetic faces)."""
     if model is not None and not model.startswith("models:/"):
         return ModelFiles.from_file(Path(model))
-    uri = model or register.champion_uri
+    if model is None and (layout is None or register is None):
+        return shipped_files("no ferops project here or above (no params.yaml)")
+    tracking = layout.tracking_uri if layout else os.environ.get("MLFLOW_TRACKING_URI")
+    if tracking is None:
+        raise DataError(
+            f"{model}: no registry to read it from; run inside a ferops project, pass --root "
+            "PROJECT, or set MLFLOW_TRACKING_URI"
+        )
+    uri = model or register.champion_uri  # type: ignore[union-attr]
     try:
-        return registered_files(uri, layout.tracking_uri)
+        files = registered_files(uri, tracking)
     except DataError:
         raise
     except Exception as exc:  # MLflow raises several kinds for a missing model or alias
         if model is None:
-            log.warning("no %s in the registry; using the shipped pretrained FER2013 model", uri)
-            return shipped_files()
+            return shipped_files(f"no {uri} in the registry yet")
         raise DataError(
             f"cannot load {uri} from the registry ({type(exc).__name__}); "
             "train one with `make repro` or pass --model FILE"
         ) from exc
+    if model is None and real_faces and files.trained_on == "synthetic":
+        return shipped_files(
+            f"the champion {files.source} learned from synthetic faces, not real ones; "
+            f"pass --model {uri} to use it anyway"
+        )
+    return files
 
 
 def resolve_classifier(
-    model: str | None, *, layout: Layout, register: RegisterConfig, runtime: str = "auto"
+    model: str | None,
+    *,
+    layout: Layout | None,
+    register: RegisterConfig | None,
+    runtime: str = "auto",
 ) -> FaceClassifier:
     files = resolve_model(model, layout=layout, register=register)
     return open_classifier(files, runtime)
@@ -60,32 +87,57 @@ def registered_files(uri: str, tracking_uri: str) -> ModelFiles:
     client = mlflow.MlflowClient()
     name_and_version = get_model_name_and_version(client, uri)
     recorded: dict[str, str] = {}
+    about: dict = {"source": uri}
     if len(name_and_version) == 2:  # a registry version (not a bare logged-model id)
         name, number = name_and_version
-        uri = f"models:/{name}/{number}"  # pinned: an alias moving now changes nothing here
-        recorded = digests_from_tags(client.get_model_version(name, number).tags)
+        pinned = f"models:/{name}/{number}"  # an alias moving now changes nothing here
+        version = client.get_model_version(name, number)
+        recorded = digests_from_tags(version.tags)
+        alias = f" (@{uri.split('@', 1)[1]})" if "@" in uri else ""
+        about = {
+            "source": f"{pinned}{alias}",
+            "trained_on": _trained_on(client, version.run_id),
+            "test_accuracy": _number(version.tags.get("test_accuracy")),
+        }
+        uri = pinned
     folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "artifacts"
-    files = ModelFiles(
-        keras=_first(folder, "*.keras"),
-        onnx=_first(folder, "*.onnx"),
-        preprocessing=Preprocessing(),
-        source=uri,
-    )
+    keras, onnx = _first(folder, "*.keras"), _first(folder, "*.onnx")
     settings = folder / PREPROCESSING_FILE
-    present = [p for p in (files.keras, files.onnx, settings) if p is not None and p.is_file()]
+    present = [p for p in (keras, onnx, settings) if p is not None and p.is_file()]
     if recorded:
         verify_files(present, recorded, uri)
     else:
         log.warning("%s records no sha256 of its files (registered before ferops did)", uri)
-    return dataclasses.replace(files, preprocessing=Preprocessing.load(settings))
+    return ModelFiles(keras=keras, onnx=onnx, preprocessing=Preprocessing.load(settings), **about)
 
 
-def shipped_files() -> ModelFiles:
+def _trained_on(client: object, run_id: str | None) -> str:
+    """The data source the version's training run logged (`data.source`), or ""."""
+    if not run_id:
+        return ""
+    try:
+        return client.get_run(run_id).data.params.get("data.source", "")  # type: ignore[attr-defined]
+    except Exception:  # a run deleted since: the model still loads, unlabelled
+        return ""
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def shipped_files(reason: str = "") -> ModelFiles:
+    """The shipped FER2013 model; `reason` says why it answers instead of a champion."""
     path = shipped.verified_model_file()
     return ModelFiles(
         keras=path,
         preprocessing=shipped.preprocessing(),
-        source=f"shipped {shipped.MODEL_NAME} ({path.name})",
+        source=f"the shipped FER2013 model ({path.name})",
+        trained_on="fer2013",
+        test_accuracy=shipped.TEST_METRICS["accuracy"],
+        note=reason,
     )
 
 

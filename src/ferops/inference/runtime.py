@@ -35,6 +35,17 @@ class ModelFiles:
     litert: Path | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     source: str = ""
+    trained_on: str = ""  # "synthetic", "fer2013-csv", ...; "" when unknown (a bare file)
+    test_accuracy: float | None = None
+    note: str = ""  # why this model answers, when it is not the one a user might expect
+
+    def describe(self) -> str:
+        """Which model this is, in words a user can check: where it came from, the data it
+        learned from and its test accuracy."""
+        facts = [f"trained on {_data_name(self.trained_on)}"] if self.trained_on else []
+        if self.test_accuracy is not None:
+            facts.append(f"test accuracy {self.test_accuracy:.3f}")
+        return f"{self.source} ({', '.join(facts)})" if facts else self.source
 
     @classmethod
     def from_file(cls, path: Path) -> ModelFiles:
@@ -53,14 +64,20 @@ class ModelFiles:
         return {"keras": self.keras, "onnx": self.onnx, "litert": self.litert}[runtime]
 
 
+def _data_name(source: str) -> str:
+    return {"synthetic": "synthetic faces", "fer2013": "FER2013"}.get(source, source)
+
+
 @dataclass
 class FaceClassifier:
-    """uint8 faces in, probabilities out, through one runtime."""
+    """uint8 faces in, probabilities out, through one runtime. `model` says which model
+    (ModelFiles.describe)."""
 
     predict_fn: Predict
     runtime: str
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    source: str = ""
+    model: str = ""
+    note: str = ""
 
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
         if len(faces) == 0:
@@ -78,7 +95,9 @@ def open_classifier(files: ModelFiles, runtime: str = "auto") -> FaceClassifier:
         if path is None or not Path(path).is_file() or not runtime_available(name):
             continue
         predict = {"onnx": onnx_predict, "litert": litert_predict, "keras": keras_file_predict}
-        return FaceClassifier(predict[name](Path(path)), name, files.preprocessing, files.source)
+        return FaceClassifier(
+            predict[name](Path(path)), name, files.preprocessing, files.describe(), files.note
+        )
     wanted = "any runtime" if runtime == "auto" else f"runtime {runtime!r}"
     present = {k: str(files.path(k)) for k in _MODULES if files.path(k) is not None}
     raise DataError(f"no model file for {wanted} (installed and present): {present or 'none'}")

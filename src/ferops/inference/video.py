@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,9 @@ class FaceTracker:
         return out
 
 
+Progress = Callable[[int, int | None, float], None]  # frames done, total or None, frames/s
+
+
 @dataclass
 class StreamSummary:
     frames: int
@@ -109,12 +113,13 @@ def open_source(source: str) -> cv2.VideoCapture:
 
 
 class Timeline:
-    """The per-frame, per-face CSV: frame, time, face id, box, emotion, probabilities."""
+    """The per-frame, per-face CSV: frame, time, face id, box, emotion, probabilities, and
+    the model that answered."""
 
-    def __init__(self, handle: TextIO, fps: float) -> None:
+    def __init__(self, handle: TextIO, fps: float, model: str) -> None:
         self.rows = csv.writer(handle)
-        self.rows.writerow(TIMELINE_COLUMNS)
-        self.fps = fps
+        self.rows.writerow([*TIMELINE_COLUMNS, "model"])
+        self.fps, self.model = fps, model
 
     def add(self, index: int, frame: np.ndarray, tracked: list[tuple[int, FaceResult]]) -> None:
         for face_id, result in tracked:
@@ -122,6 +127,7 @@ class Timeline:
             self.rows.writerow(
                 [index, round(index / self.fps, 3), face_id]
                 + [record[c] for c in TIMELINE_COLUMNS[3:]]
+                + [self.model]
             )
 
 
@@ -162,15 +168,19 @@ def run_stream(
     timeline: Path | None = None,
     max_frames: int | None = None,
     smoothing: float = 0.6,
+    progress: Progress | None = None,
 ) -> StreamSummary:
     """Process frames until the stream ends (or Ctrl-C); outputs are complete files either way
-    (each is staged and moved into place when the stream closes).
+    (each is staged and moved into place when the stream closes). `progress` hears about each
+    frame: done, total (None for a camera) and frames/s so far.
 
     A stream that opens but yields no frame at all is an error (unreadable or empty file).
     """
     capture = open_source(source)
     tracker = FaceTracker(smoothing=smoothing)
     fps_in = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    total = min(count, max_frames or count) if count > 0 else max_frames
     frames = faces = 0
     started = time.perf_counter()
     with ExitStack() as stack:
@@ -178,7 +188,8 @@ def run_stream(
         sinks: list[Timeline | AnnotatedVideo] = []
         if timeline is not None:
             staged = stack.enter_context(atomic_path(timeline))
-            sinks.append(Timeline(stack.enter_context(staged.open("w", newline="")), fps_in))
+            handle = stack.enter_context(staged.open("w", newline=""))
+            sinks.append(Timeline(handle, fps_in, classifier.model))
         if output is not None:
             sinks.append(AnnotatedVideo(stack.enter_context(atomic_path(output)), fps_in, stack))
         try:
@@ -191,13 +202,10 @@ def run_stream(
                     sink.add(frames, frame, tracked)
                 frames += 1
                 faces += len(tracked)
+                if progress is not None:
+                    progress(frames, total, frames / (time.perf_counter() - started))
         except KeyboardInterrupt:
             log.info("stopped after %d frames", frames)
         if frames == 0:
             raise DataError(f"{source}: no frame could be read (empty or unreadable video)")
-    summary = StreamSummary(frames, faces, tracker.next_id - 1, time.perf_counter() - started)
-    log.info(
-        "%d frames, %d face detections, %d distinct faces, %.1f frames/s",
-        summary.frames, summary.faces, summary.face_ids, summary.fps,
-    )  # fmt: skip
-    return summary
+    return StreamSummary(frames, faces, tracker.next_id - 1, time.perf_counter() - started)

@@ -32,6 +32,13 @@ def recorded_uri(uri: str, root: Path) -> str:
     return uri
 
 
+def find_root(start: Path) -> Path | None:
+    """The nearest folder at or above `start` holding a params.yaml: the project a command
+    run from a subfolder belongs to."""
+    start = start.resolve()
+    return next((f for f in (start, *start.parents) if (f / "params.yaml").is_file()), None)
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path = Path()

@@ -1,0 +1,87 @@
+"""Which model answers photos: the champion when it learned from real faces; the shipped FER2013
+model when there is no project, or the champion learned from synthetic faces (unless named);
+and every answer says which model gave it."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from ferops import EmotionRecognizer
+from ferops.cli import app
+from ferops.data.faceset import save_faceset
+from ferops.data.scenes import paste, scene
+from ferops.kernel.config import load_params
+from tests.helpers import detectable, register_in, tiny_params_file, trained_model
+
+CHAMPION = "models:/fer-attention-cnn@champion"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_faceset):
+    """A project whose champion learned from synthetic faces, and a photo with a face."""
+    root = tmp_path_factory.mktemp("choice") / "project"
+    tiny_params_file(root)
+    save_faceset(tiny_faceset, root / "processed")
+    trained_model(tiny_faceset, root / "model.keras", epochs=1)
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        register_in(root, load_params(root / "params.yaml"), tiny_faceset, trained_on="synthetic")
+    (root / "sub" / "folder").mkdir(parents=True)
+    image = scene()
+    paste(image, detectable(tiny_faceset, 1)[0], 200, 150)
+    cv2.imwrite(str(root / "photo.png"), image)
+    return root
+
+
+def predict(folder, *args: str):
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        env.chdir(folder)
+        return CliRunner().invoke(app, ["predict", *args, "--json"])
+
+
+def models_in(result) -> set[str]:
+    return {json.loads(line)["model"] for line in result.stdout.splitlines() if line[:1] == "{"}
+
+
+def test_a_synthetic_champion_does_not_answer_photos_unless_named(project):
+    photo = str(project / "photo.png")
+    default = predict(project / "sub" / "folder", photo)  # the project is found upwards
+    assert default.exit_code == 0, default.output
+    assert "because the champion models:/fer-attention-cnn/1" in default.output
+    assert "learned from synthetic faces" in default.output
+    assert "model: the shipped FER2013 model" in default.output
+    assert {m.split(" (")[0] for m in models_in(default)} == {"the shipped FER2013 model"}
+
+    named = predict(project / "sub", photo, "--model", CHAMPION)
+    assert named.exit_code == 0, named.output
+    (model,) = models_in(named)
+    assert model.startswith("models:/fer-attention-cnn/1 (@champion) (trained on synthetic")
+    assert "test accuracy" in model
+
+
+def test_outside_a_project_the_shipped_model_answers_and_a_bad_root_is_named(project, tmp_path):
+    outside = predict(tmp_path, str(project / "photo.png"))
+    assert outside.exit_code == 0, outside.output
+    assert "model: the shipped FER2013 model" in outside.output
+    assert "trained on FER2013, test accuracy 0.668" in outside.output
+
+    wrong = predict(tmp_path, str(project / "photo.png"), "--root", str(tmp_path / "nowhere"))
+    assert wrong.exit_code == 1
+    assert "--root" in wrong.output and "no params.yaml there" in wrong.output
+
+
+def test_the_python_api_follows_the_same_rule(project, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(project / "sub")
+    assert EmotionRecognizer().model.startswith("the shipped FER2013 model")
+    chosen = EmotionRecognizer(CHAMPION)
+    assert chosen.model.startswith("models:/fer-attention-cnn/1 (@champion)")
+    (face,) = chosen.detect_emotions(project / "photo.png")
+    assert face["emotion"] in face["emotions"]
