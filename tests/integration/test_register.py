@@ -54,6 +54,14 @@ def test_a_weaker_model_is_registered_but_refused_and_a_failure_moves_nothing(
     assert client.get_model_version_by_alias("fer-test", "champion").version == 1
     tags = client.get_model_version("fer-test", "2").tags
     assert tags["gate"] == "refused" and tags["champion_version"] == "1"
+    # What the registry and the model's page show: descriptions, the model's own figures.
+    second_version = client.get_model_version("fer-test", "2")
+    assert "Gate: kept as challenger: not better" in second_version.description
+    assert f"accuracy {second['candidate_accuracy']:.4f}" in second_version.description
+    assert "ferops pipeline" in client.get_registered_model("fer-test").description
+    logged = client.get_logged_model(second_version.source.removeprefix("models:/"))
+    shown = {m.key: m.value for m in logged.metrics}
+    assert shown["test_accuracy"] == pytest.approx(second["candidate_accuracy"])
 
     # A broken model file: registration fails, aliases and the report stay as they were.
     report = (tmp_path / "promotion.json").read_text()

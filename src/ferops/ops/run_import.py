@@ -128,11 +128,11 @@ def _trial_run(
     epochs = history[history["trial"] == trial.number]
     if len(epochs):
         client.log_param(run.info.run_id, "precision", epochs["precision"].iloc[0])
-        client.log_param(run.info.run_id, "params", int(epochs["parameters"].iloc[0]))
+        client.log_param(run.info.run_id, "parameter_count", int(epochs["parameters"].iloc[0]))
     log_epochs(client, run.info.run_id, epochs)
     if trial.value is not None:
         client.log_metric(run.info.run_id, "best_val_accuracy", float(trial.value))
-    state = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(trial.state.name, "FAILED")
+    state = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED"}.get(trial.state.name, "FAILED")
     client.set_terminated(run.info.run_id, state)
 
 

@@ -75,15 +75,22 @@ def register(
         min_gain=config.min_gain,
         alpha=config.alpha,
     )
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     with mlflow.start_run(run_id=run["run_id"]):
         preprocessing = Preprocessing.load(model_path.with_suffix(".json"))
         logged = log_pyfunc(candidate, model_path, preprocessing, test.x)
+        # The model's page shows these, not the run's first-epoch training metrics.
+        mlflow.log_metrics(model_metrics(decision, metrics), model_id=logged.info.model_id)
         if evaluation_dir.is_dir():
             mlflow.log_artifacts(str(evaluation_dir), "evaluation")
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     tags = {**version_tags(decision, champion, run, metrics, root), **digest_tags(logged.sha256)}
     # The tags arrive with the version, so no version is ever without its digests.
     version = mlflow.register_model(logged.info.model_uri, config.model_name, tags=tags)
+    client.update_model_version(
+        config.model_name, version.version, description=version_description(decision, metrics, run)
+    )
+    if not client.get_registered_model(config.model_name).description:
+        client.update_registered_model(config.model_name, description=MODEL_DESCRIPTION)
 
     alias = CHAMPION if decision.promote else CHALLENGER
     client.set_registered_model_alias(config.model_name, alias, version.version)
@@ -114,6 +121,40 @@ def champion_correct(config: RegisterConfig, test: Split, tracking: str) -> np.n
     files = registered_files(config.champion_uri, tracking)
     predict = open_classifier(files).predict_fn
     return predict(test.x).argmax(axis=1) == test.y
+
+
+MODEL_DESCRIPTION = (
+    "Facial emotion classifier (48x48 grey faces → angry, disgust, fear, happy, sad, surprise, "
+    "neutral), trained and registered by the ferops pipeline (`dvc repro`). Each version's "
+    "description gives its data, test accuracy, macro F1 and the promotion gate's decision; "
+    "its training run holds the evaluation reports under evaluation/."
+)
+
+
+def model_metrics(decision: GateDecision, metrics: dict[str, Any]) -> dict[str, float]:
+    """The registered model's own figures, on the test faces."""
+    figures = {"test_accuracy": decision.candidate_accuracy}
+    for key, name in (("macro_f1", "test_macro_f1"), ("expected_calibration_error", "test_ece")):
+        if isinstance(metrics.get(key), int | float):
+            figures[name] = float(metrics[key])
+    return figures
+
+
+def version_description(
+    decision: GateDecision, metrics: dict[str, Any], run: dict[str, Any]
+) -> str:
+    """One paragraph a registry browser can trust: data, figures, decision, where to look."""
+    figures = model_metrics(decision, metrics)
+    shown = ", ".join(
+        f"{name.removeprefix('test_').replace('_', ' ')} {value:.4f}"
+        for name, value in figures.items()
+    )
+    verdict = "promoted to champion" if decision.promote else "kept as challenger"
+    return (
+        f"Trained on data {run.get('data_sha1', 'unknown')[:12]} (sha1 of the processed splits). "
+        f"Test set: {shown}. Gate: {verdict}: {decision.reason}. Evaluation reports: the "
+        f"training run {run['run_id']}, artifacts evaluation/."
+    )
 
 
 def version_tags(

@@ -127,7 +127,7 @@ def train(
                 "epochs_run": len(history),
                 "seconds": round(seconds, 1),
                 "train_images_per_second": round(images / seconds, 1),
-                "params": model.count_params(),
+                "parameter_count": model.count_params(),
             }
             preprocessing = Preprocessing.load(processed / PREPROCESSING_FILE)
             write_outputs(best, preprocessing, history, metrics, model_path, report_dir)
@@ -249,7 +249,7 @@ def _tracking(
                     "train": dataclasses.asdict(config),
                     "data": {"source": params.data.source},
                     "seed": params.seed,
-                    "params": model.count_params(),
+                    "parameter_count": model.count_params(),
                 }
             )
         )

@@ -10,6 +10,7 @@ or many) sharing one PostgreSQL study and one MLflow server.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import zlib
@@ -38,6 +39,7 @@ from ferops.training.search import (
 )
 from ferops.training.tracking import (
     EpochMetricsToMlflow,
+    log_search_space,
     log_study_summary,
     trial_run_tags,
     use_experiment,
@@ -90,10 +92,12 @@ def run_trial(
             client.log_param(run_id, key, value)
         outcome = train_trial(trial, candidate, faceset, params, [EpochMetricsToMlflow(run_id)])
         client.log_param(run_id, "precision", outcome.precision)
-        client.log_param(run_id, "params", outcome.parameters)
+        client.log_param(run_id, "parameter_count", outcome.parameters)
         client.set_tag(run_id, "pruned", str(outcome.pruned).lower())
         client.log_metric(run_id, "best_val_accuracy", outcome.value)
-        client.set_terminated(run_id, "KILLED" if outcome.pruned else "FINISHED")
+        # A pruned trial ended as planned: FINISHED, with its `pruned` tag (MLflow shows
+        # KILLED as a crash).
+        client.set_terminated(run_id, "FINISHED")
         return outcome
     except BaseException:
         client.set_terminated(run_id, "FAILED")
@@ -153,6 +157,8 @@ def tune_flow(
             seconds=time.perf_counter() - started,
         )
         log_study_summary(summary)
+        best = json.loads((search.layout.tuning / "best_params.json").read_text())["params"]
+        log_search_space(search.params.tune.space, best)
         mlflow.log_artifacts(str(search.layout.tuning), "tuning")
     return summary
 

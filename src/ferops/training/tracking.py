@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import keras
 from ferops.kernel.config import DataConfig
 from ferops.kernel.layout import tracking_uri
 from ferops.kernel.local_store import ARTIFACTS_DIR
+
+log = logging.getLogger(__name__)
 
 
 def experiment_name(data: DataConfig) -> str:
@@ -106,3 +109,19 @@ def log_study_summary(summary: dict[str, Any]) -> None:
             "trials_failed": summary["failed"],
         }
     )
+
+
+def log_search_space(space: Any, best: dict[str, Any]) -> None:
+    """On the parent run: what the search could choose, as params `space.*` (fixed for a
+    study, whose name hashes its settings), and what it chose, as tags `best.*` (they may
+    change when a resumed study finds better), so the run answers both without its files."""
+    import dataclasses
+
+    import mlflow
+
+    searched = flatten({"space": dataclasses.asdict(space)})
+    try:
+        mlflow.log_params({k: str(v) for k, v in searched.items() if v is not None})
+    except mlflow.exceptions.MlflowException:  # a study renamed by hand onto another space
+        log.warning("the parent run already records another search space; kept as it was")
+    mlflow.set_tags({f"best.{k}": str(v) for k, v in flatten(best).items()})
