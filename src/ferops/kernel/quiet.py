@@ -1,8 +1,9 @@
 """Keeping other libraries' chatter off the terminal, so that what a stage prints is what it
 did; `ferops -v` leaves all of it on.
 
-Measured on `make repro` (7 stages): 54 of 147 lines were TensorFlow's C++ start-up messages
-(oneDNN, CPU features, absl), MLflow's warnings and download bars, and Prefect's server notes.
+On the tests' tiny pipeline, `dvc repro` printed 52 lines (9,216 of 11,735 characters) that
+were neither ferops's log lines nor DVC's: TensorFlow's C++ start-up messages (oneDNN, CPU
+features, absl), MLflow's warnings and download bars, Prefect's server notes. Now 3.
 """
 
 from __future__ import annotations
