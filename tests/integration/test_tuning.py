@@ -74,7 +74,9 @@ def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_api):
     assert [r.info.run_id for r in again] == [parent[0].info.run_id]
 
 
-def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
+def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset, caplog):
+    import logging
+
     from ferops.pipeline.tune import run_trial, suggest
     from ferops.training.tracking import use_experiment
 
@@ -85,6 +87,7 @@ def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
     trial = study.ask()
     experiment_id = use_experiment(project, params.data)
     parent = __import__("mlflow").MlflowClient().create_run(experiment_id).info.run_id
+    caplog.set_level(logging.INFO, logger="ferops")
     outcome = run_trial.fn(
         trial,
         suggest(trial, params.tune.space),
@@ -95,6 +98,12 @@ def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset):
         "test-worker",
     )
     assert outcome.pruned and outcome.epochs == 1
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(
+        m.startswith(f"trial {trial.number}, epoch 1/{params.tune.epochs}: loss ")
+        and m.endswith(": pruned")
+        for m in said
+    ), said
 
 
 def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefect_api, monkeypatch):

@@ -142,11 +142,12 @@ class TrialOutcome:
 
 class ReportToOptuna(keras.callbacks.Callback):
     """Reports val accuracy to the trial each epoch and stops the fit when Optuna prunes it;
-    also times each epoch (the GPU profile sizes its final run by it)."""
+    times each epoch (the GPU profile sizes its final run by it) and says how it went, so a
+    trial of minutes is not minutes of silence."""
 
-    def __init__(self, trial: optuna.Trial) -> None:
+    def __init__(self, trial: optuna.Trial, epochs: int = 0) -> None:
         super().__init__()
-        self.trial = trial
+        self.trial, self.epochs = trial, epochs
         self.pruned = False
         self.epoch_seconds: list[float] = []
 
@@ -155,10 +156,21 @@ class ReportToOptuna(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.epoch_seconds.append(time.perf_counter() - self._started)
-        self.trial.report(float((logs or {})["val_accuracy"]), step=epoch + 1)
+        logs = logs or {}
+        self.trial.report(float(logs["val_accuracy"]), step=epoch + 1)
         if self.trial.should_prune():
             self.pruned = True
             self.model.stop_training = True
+        log.info(
+            "trial %d, epoch %d/%d: loss %.4f, val accuracy %.4f (%.0f s)%s",
+            self.trial.number,
+            epoch + 1,
+            self.epochs,
+            float(logs.get("loss", float("nan"))),
+            float(logs["val_accuracy"]),
+            self.epoch_seconds[-1],
+            ": pruned" if self.pruned else "",
+        )
 
 
 def train_trial(
@@ -175,7 +187,7 @@ def train_trial(
     config = dataclasses.replace(config, ema=False)
     training.seed_everything(params.seed + trial.number)
     model, precision = build_model_under(config.precision, spec, seed=params.seed)
-    reporter = ReportToOptuna(trial)
+    reporter = ReportToOptuna(trial, params.tune.epochs)
     history = training.fit(
         model, faceset, config, epochs=params.tune.epochs, callbacks=[*callbacks, reporter]
     )
