@@ -19,7 +19,6 @@ import io
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from ferops.data.synthetic import balanced_labels, generate_faces
+from ferops.ops.services import free_port
 from ferops.registry.pyfunc import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 
 RESULTS = Path(__file__).parent / "results" / "serving_memory.json"
@@ -123,12 +123,6 @@ def tree_rss_mb(pid: int) -> tuple[float, float]:
         rss = [line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")]
         sizes.append(int(rss[0]) / 1024 if rss else 0.0)
     return sum(sizes), max(sizes, default=0.0)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main() -> int:

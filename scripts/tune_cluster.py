@@ -35,6 +35,7 @@ from ferops.ops.services import (
     mlflow_server,
     prefect_server,
     stop_group,
+    write_secret,
 )
 from ferops.training.search import default_study_name, write_tuning_reports
 
@@ -86,8 +87,7 @@ def main() -> int:
             **client_environment(credentials),
         }
         client_env = state / "client.env"
-        client_env.touch(mode=0o600)
-        client_env.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+        write_secret(client_env, "".join(f"{key}={value}\n" for key, value in env.items()))
         hidden = storage.replace(f":{credentials.password}@", ":***@")
         print(f"Optuna storage   {hidden}  (study {study}, {trials} trials)")
         print(f"MLflow tracking  {tracking}  (UI at the same address, user {credentials.user})")

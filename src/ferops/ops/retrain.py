@@ -21,6 +21,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.logging.handlers import PrefectConsoleHandler
 
 from ferops.kernel.errors import FeropsError
 from ferops.kernel.layout import Layout
@@ -69,7 +70,7 @@ class NoConsoleTraceback(logging.Filter):
 
 def quiet_console_tracebacks() -> None:
     for handler in logging.getLogger().handlers:
-        if type(handler).__name__ == "PrefectConsoleHandler":
+        if isinstance(handler, PrefectConsoleHandler):
             handler.addFilter(NoConsoleTraceback())
 
 

@@ -51,10 +51,16 @@ class Credentials:
             return cls(user, path.read_text().strip())
         credentials = cls(user, secrets.token_urlsafe(24))  # URL-safe: it goes into URLs
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(credentials.password + "\n")
+            write_secret(path, credentials.password + "\n")
         return credentials
+
+
+def write_secret(path: Path, text: str) -> None:
+    """`text` in a file only its owner can read (created so: never readable, even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
 
 
 def client_environment(credentials: Credentials) -> dict[str, str]:
@@ -130,8 +136,7 @@ def _initdb(cluster: Path, credentials: Credentials, as_user: list[str]) -> None
     """A new cluster where every connection, local or TCP, needs the password."""
     with tempfile.TemporaryDirectory(prefix="ferops-pw-") as folder:
         pwfile = Path(folder) / "password"
-        pwfile.touch(mode=0o600)
-        pwfile.write_text(credentials.password + "\n")
+        write_secret(pwfile, credentials.password + "\n")
         if as_user:  # initdb runs as postgres and must read it
             shutil.chown(folder, "postgres")
             shutil.chown(pwfile, "postgres")

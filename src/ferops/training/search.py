@@ -145,7 +145,7 @@ class ReportToOptuna(keras.callbacks.Callback):
     times each epoch (the GPU profile sizes its final run by it) and says how it went, so a
     trial of minutes is not minutes of silence."""
 
-    def __init__(self, trial: optuna.Trial, epochs: int = 0) -> None:
+    def __init__(self, trial: optuna.Trial, epochs: int) -> None:
         super().__init__()
         self.trial, self.epochs = trial, epochs
         self.pruned = False
