@@ -23,6 +23,10 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -r requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@# Offline copies of the scripts DVC's plots page and the Data Docs load from CDNs (npm
+	@# registry, pinned, sha512-checked); without network the pages keep their CDN links.
+	$(BIN)/python -m ferops.kernel.web_assets
+	$(BIN)/dvc config --local plots.html_template $(BIN)/../share/ferops/web/dvc-plots.html
 	touch $@
 
 ## Run the whole pipeline (dvc repro) on params.yaml; the default is synthetic data.

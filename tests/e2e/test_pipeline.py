@@ -69,6 +69,32 @@ def repro_attempts(flow_run_id) -> int:
     return next(run.run_count for run in runs if run.name.startswith("dvc-repro"))
 
 
+def latest_repro_task_log() -> str:
+    """What the latest `dvc-repro` task logged to Prefect (what its UI shows)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        LogFilter,
+        LogFilterTaskRunId,
+        TaskRunFilter,
+        TaskRunFilterName,
+    )
+    from prefect.client.schemas.sorting import LogSort, TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        (task_run,) = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="dvc-repro")),
+            sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+        only_it = LogFilter(task_run_id=LogFilterTaskRunId(any_=[task_run.id]))
+        messages: list[str] = []
+        while page := client.read_logs(
+            log_filter=only_it, limit=200, offset=len(messages), sort=LogSort.TIMESTAMP_ASC
+        ):
+            messages += [entry.message for entry in page]
+    return "\n".join(messages)
+
+
 def test_the_first_retrain_runs_every_stage_and_publishes_the_decision(first_run):
     project, result = first_run
     assert result["retrained"] and set(STAGES) <= set(result["changed"])
@@ -88,12 +114,28 @@ def test_the_first_retrain_runs_every_stage_and_publishes_the_decision(first_run
     dag = run(["dvc", "dag"], project).stdout
     assert all(stage in dag for stage in STAGES)
     assert "accuracy" in run(["dvc", "metrics", "show"], project).stdout
+    # DVC's metrics describe the model, headline first; timings live in run.json.
+    headline = list(json.loads((reports / "metrics.json").read_text()))[:3]
+    assert headline == ["accuracy", "macro_f1", "expected_calibration_error"]
+    trained = json.loads((reports / "training" / "metrics.json").read_text())
+    assert "seconds" not in trained and "train_images_per_second" not in trained
+    assert json.loads((reports / "training" / "run.json").read_text())["timing"]["seconds"] > 0
 
     markdown = latest_promotion_artifact()
     assert "version 1: promoted to **champion**" in markdown
     run_id = json.loads((reports / "training" / "run.json").read_text())["run_id"]
     assert f"/runs/{run_id})" in markdown  # a link to the training run in MLflow
     assert f"{result['candidate_accuracy']:.4f}" in markdown
+    # The links say which store they belong to and how to open its UI (a SQLite store here).
+    assert (
+        f"mlflow ui --backend-store-uri sqlite:///{(project / 'mlflow.db').resolve()}" in markdown
+    )
+
+    # Each stage's own output is in the task's Prefect log, as it ran.
+    task_log = latest_repro_task_log()
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in task_log, stage
+    assert "test accuracy" in task_log  # evaluate's own line
 
 
 def test_nothing_changed_means_no_retraining_unless_forced(first_run):
@@ -101,7 +143,9 @@ def test_nothing_changed_means_no_retraining_unless_forced(first_run):
 
     project, _ = first_run
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], project).stdout
-    assert retrain_flow(root=str(project)) == {"retrained": False, "changed": []}
+    skipped = retrain_flow(root=str(project), return_state=True)
+    assert skipped.is_completed() and skipped.name == "Skipped"  # as the Prefect UI shows it
+    assert skipped.result() == {"retrained": False, "changed": []}
 
     forced = retrain_flow(root=str(project), force=True)
     # Same data, same seed: an identical model, which the gate refuses to promote.
@@ -190,6 +234,26 @@ def test_dvc_push_then_pull_restores_the_outputs_in_a_fresh_clone(first_run, tmp
     for name in outputs:
         assert digest(clone / name) == digest(project / name), name
     assert "Data and pipelines are up to date" in run(["dvc", "status"], clone).stdout
+
+
+def test_dvc_plots_draw_each_figure_once_in_fer_order_and_offline(first_run, tmp_path):
+    from ferops.kernel.web_assets import default_dir
+
+    project, _ = first_run
+    template = default_dir() / "dvc-plots.html"
+    offline = (default_dir() / "vega@5.33.0").is_dir()
+    if offline:  # as `make install` configures it
+        run(["dvc", "config", "--local", "plots.html_template", str(template)], project)
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    assert page.count("vegaEmbed('#") == 2  # the confusion matrix and the learning curves
+    fer_order = '["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]'
+    assert f'"sort": {fer_order}' in page
+    assert '"title": "actual"' in page and '"field": "actual"' in page  # actual on rows (y)
+    for figure in ("confusion_matrix", "reliability", "per_class", "optimization_history"):
+        assert f"{figure}.png" in page, figure
+    if offline:
+        assert "cdn.jsdelivr.net" not in page and ".vegaEmbed=t(e.vega,e.vegaLite)" in page
 
 
 def test_dvc_params_diff_shows_the_tuned_values_the_model_trains_with(first_run):

@@ -15,7 +15,7 @@ from ferops.data.faceset import save_faceset
 
 
 def test_train_writes_the_best_model_history_and_an_mlflow_run(
-    params, tiny_faceset, tmp_path, monkeypatch
+    params, tiny_faceset, tmp_path, monkeypatch, caplog
 ):
     import mlflow
 
@@ -23,6 +23,7 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     save_faceset(tiny_faceset, tmp_path / "processed")
+    caplog.set_level("INFO", logger="ferops")
     result = train(
         params,
         processed=tmp_path / "processed",
@@ -52,6 +53,13 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
     steps = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in steps] == [0, 1]
     assert run.inputs.dataset_inputs[0].dataset.name == "synthetic-train"
+    best = history["val_accuracy"].idxmax() + 1
+    assert f"at epoch {best} of 2" in run.data.tags["mlflow.note.content"]  # the run's page
+    # Timings are the run's (MLflow, run.json), not the model's DVC metrics.
+    assert run.data.metrics["seconds"] == record["timing"]["seconds"] > 0
+    assert "seconds" not in json.loads((tmp_path / "training" / "metrics.json").read_text())
+    epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert [line.split(":")[0] for line in epoch_lines] == ["epoch 1/2", "epoch 2/2"]
     assert "model_summary.txt" in [
         a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)
     ]

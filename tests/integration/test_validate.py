@@ -1,12 +1,14 @@
 """The Great Expectations suite passes good data and fails each kind of bad data."""
 
 import json
+import re
 
 import pytest
 
 from ferops.data.faceset import save_faceset
 from ferops.kernel.config import ValidateConfig
 from ferops.kernel.errors import ValidationFailed
+from ferops.kernel.web_assets import default_dir
 from ferops.pipeline.validate import face_statistics, run_suite, validate
 from tests.helpers import copy_faceset
 
@@ -67,3 +69,19 @@ def test_a_failed_validation_keeps_the_good_report_and_names_the_problem(tiny_fa
     assert (reports / "result.json").read_text() == good_result
     failed = json.loads((tmp_path / "reports" / "validation-failed" / "result.json").read_text())
     assert failed["success"] is False
+
+
+def test_data_docs_name_the_run_and_load_nothing_from_cdns(tiny_faceset, tmp_path):
+    if not (default_dir() / "jquery@3.7.1").is_dir():
+        pytest.skip(f"no offline web assets in {default_dir()} (make install fetches them)")
+    save_faceset(tiny_faceset, tmp_path / "processed")
+    reports = tmp_path / "reports" / "validation"
+    validate(CONFIG, in_dir=tmp_path / "processed", gx_root=tmp_path, report_dir=reports)
+    pages = list((reports / "data_docs").rglob("*.html"))
+    assert len(pages) >= 3  # the index, the suite, the validation
+    for page in pages:
+        loaded = re.findall(r'(?:src|href)="(https://[^"]+\.(?:js|css)[^"]*)"', page.read_text())
+        assert not loaded, (page, loaded)
+    index = (reports / "data_docs" / "index.html").read_text()
+    assert "'run_name': 'validate-processed'" in index
+    assert "__none__" not in index

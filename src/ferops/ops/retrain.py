@@ -15,19 +15,19 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import PrefectConsoleHandler
+from prefect.states import Completed
 
 from ferops.kernel.errors import FeropsError
 from ferops.kernel.layout import Layout
 from ferops.kernel.process import stop_group
-
-log = logging.getLogger(__name__)
 
 ARTIFACT_KEY = "ferops-promotion"
 TAIL_LINES = 40
@@ -85,25 +85,39 @@ def worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     return getattr(state.result(raise_on_failure=False), "retryable", True)
 
 
-def dvc(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def dvc(
+    root: Path, *args: str, on_line: Callable[[str], None] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run DVC from this interpreter's environment, so stages find `ferops` on PATH.
 
-    DVC and the stage it runs get a process group of their own; if this flow is stopped
-    (SIGTERM, Ctrl-C, a cancelled run), the whole group is stopped with it, so no stage
+    With `on_line`, stderr joins stdout and each line is handed over as it comes (the stages'
+    progress reaches the terminal and Prefect's task log while they run); the output is
+    returned either way. DVC and its stage get a process group of their own; if this flow is
+    stopped (SIGTERM, Ctrl-C, a cancelled run), the whole group is stopped with it, so no stage
     trains on as an orphan."""
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = [sys.executable, "-m", "dvc", *args]
+    stderr = subprocess.PIPE if on_line is None else subprocess.STDOUT
     with subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
         start_new_session=True,
     ) as process:  # fmt: skip
         try:
-            stdout, stderr = process.communicate()
+            if on_line is None:
+                stdout, errors = process.communicate()
+            else:
+                lines = []
+                for line in process.stdout:  # type: ignore[union-attr]
+                    lines.append(line)
+                    if line.strip():
+                        on_line(line.rstrip())
+                stdout, errors = "".join(lines), ""
+                process.wait()
         except BaseException:
             stop_group(process)
             raise
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, errors)
 
 
 def failed_stage(output: str) -> str:
@@ -133,11 +147,10 @@ def pipeline_changes(root: Path) -> dict[str, Any]:
 def reproduce(root: Path, force: bool) -> str:
     """`dvc repro`; forced, it reruns train, evaluate and register even when nothing changed."""
     args = ["repro", "--force", "--downstream", FORCED_FROM] if force else ["repro"]
-    result = dvc(root, *args)
+    result = dvc(root, *args, on_line=get_run_logger().info)
     output = result.stdout + result.stderr
     if result.returncode != 0:
         stage = failed_stage(output)
-        log.error("stage %s failed; last lines of dvc repro:\n%s", stage, tail(output))
         raise PipelineFailed(
             f"pipeline failed at stage '{stage}' (dvc repro exited {result.returncode}); "
             f"the champion alias was not touched. Last lines:\n{tail(output)}",
@@ -148,18 +161,23 @@ def reproduce(root: Path, force: bool) -> str:
     return output
 
 
-def mlflow_ui_url(tracking_uri: str) -> str:
-    """Where a person browses runs: FEROPS_MLFLOW_UI, the tracking server, or `mlflow ui`."""
+def mlflow_ui(tracking_uri: str) -> tuple[str, str]:
+    """Where a person browses runs, and how to open it if nothing serves it yet.
+
+    FEROPS_MLFLOW_UI wins; a tracking server is its own UI; a local store (SQLite, files) has
+    no UI until `mlflow ui` serves it, on MLflow's default address."""
     if url := os.environ.get("FEROPS_MLFLOW_UI"):
-        return url.rstrip("/")
+        return url.rstrip("/"), ""
     if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
-    return "http://127.0.0.1:5000"
+        return tracking_uri.rstrip("/"), ""
+    return "http://127.0.0.1:5000", f"mlflow ui --backend-store-uri {tracking_uri}"
 
 
-def promotion_markdown(promotion: dict[str, Any], run: dict[str, Any], fresh: bool) -> str:
+def promotion_markdown(
+    promotion: dict[str, Any], run: dict[str, Any], fresh: bool, tracking_uri: str
+) -> str:
     """Candidate against champion, the decision and its p-value, with links to MLflow."""
-    ui = mlflow_ui_url(run.get("tracking_uri", ""))
+    ui, opener = mlflow_ui(tracking_uri)
     run_link = f"{ui}/#/experiments/{run['experiment_id']}/runs/{run['run_id']}"
     version = promotion["version"]
     model_link = f"{ui}/#/models/{promotion['model_name']}/versions/{version}"
@@ -186,6 +204,8 @@ def promotion_markdown(promotion: dict[str, Any], run: dict[str, Any], fresh: bo
         "",
         f"- training run: [{run['run_id']}]({run_link})",
         f"- registered model: [{promotion['model_name']} v{version}]({model_link})",
+        f"- tracking store: `{tracking_uri}`"
+        + (f" (the links work once `{opener}` runs)" if opener else ""),
         f"- serve it: `mlflow models serve -m {promotion['model_uri']} --env-manager local`",
     ]
     return "\n".join(lines) + "\n"
@@ -201,21 +221,31 @@ def publish_promotion(root: Path, before: bytes | None) -> dict[str, Any]:
     fresh = current != before
     create_markdown_artifact(
         key=ARTIFACT_KEY,
-        markdown=promotion_markdown(promotion, run, fresh),
+        markdown=promotion_markdown(promotion, run, fresh, layout.tracking_uri),
         description="Promotion decision of the latest retraining",
     )
     return {**promotion, "register_ran": fresh}
 
 
+SKIPPED = "Skipped"
+
+
 @flow(name="ferops-retrain", log_prints=True)
-def retrain_flow(root: str = ".", force: bool = False, retries: int = 1) -> dict[str, Any]:
-    """Rerun the pipeline when data or params changed (always with `force`); report promotion."""
+def retrain_flow(root: str = ".", force: bool = False, retries: int = 1) -> Any:
+    """Rerun the pipeline when data or params changed (always with `force`); report promotion.
+
+    A run with nothing to do ends in a Completed state named "Skipped", so the Prefect UI tells
+    it from a retraining at a glance; called directly, the flow returns the same dict either way.
+    """
     project = Path(root).resolve()
     changes = pipeline_changes(project)
     if not changes and not force:
-        log.info("nothing changed since the last run; no retraining (use --force to retrain)")
-        return {"retrained": False, "changed": []}
-    log.info("retraining; changed stages: %s", ", ".join(sorted(changes)) or "none (forced)")
+        reason = "nothing changed since the last run; no retraining (use --force to retrain)"
+        get_run_logger().info(reason)
+        return Completed(name=SKIPPED, message=reason, data={"retrained": False, "changed": []})
+    get_run_logger().info(
+        "retraining; changed stages: %s", ", ".join(sorted(changes)) or "none (forced)"
+    )
     promotion_file = Layout(project).promotion
     before = promotion_file.read_bytes() if promotion_file.is_file() else None
     retrying = reproduce.with_options(

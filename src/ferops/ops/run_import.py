@@ -176,7 +176,7 @@ def _import_training(layout: Layout, experiment_id: str) -> str:
     for key, value in flat.items():
         client.log_param(run_id, key, value)
     log_epochs(client, run_id, history)
-    for key, value in metrics.items():
+    for key, value in (metrics | record.get("timing", {})).items():
         client.log_metric(run_id, key, float(value))
     client.log_artifact(run_id, str(layout.model), "model")
     client.log_artifact(run_id, str(layout.training / "history.csv"))

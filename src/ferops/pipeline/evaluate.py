@@ -29,6 +29,7 @@ from ferops.training import figures
 log = logging.getLogger(__name__)
 
 CALIBRATION_BINS = 15
+HEADLINE = ("accuracy", "macro_f1", "expected_calibration_error")
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
@@ -172,7 +173,10 @@ def evaluate(
         replace_dir(staged, out_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    headline = {k: v for k, v in metrics.items() if k != "per_class"}
+    # The figures people compare first lead the file (and `dvc metrics show`/`dvc exp show`).
+    headline = {k: metrics[k] for k in HEADLINE} | {
+        k: v for k, v in metrics.items() if k != "per_class"
+    }
     mirrored, *moved = view_probabilities(model, test.x, shifts=True)  # each view once
     with_tta = {
         "tta_flip": classification_metrics(test.y, np.mean([probabilities, mirrored], axis=0)),

@@ -28,7 +28,7 @@ from ferops.kernel.integrity import digest_tags
 from ferops.kernel.layout import Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.registry.gate import GateDecision, gate
-from ferops.registry.publish import log_pyfunc
+from ferops.registry.publish import log_pyfunc, register_version
 from ferops.registry.versions import git_commit, version_by_alias
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def register(
             mlflow.log_artifacts(str(evaluation_dir), "evaluation")
     tags = {**version_tags(decision, champion, run, metrics, root), **digest_tags(logged.sha256)}
     # The tags arrive with the version, so no version is ever without its digests.
-    version = mlflow.register_model(logged.info.model_uri, config.model_name, tags=tags)
+    version = register_version(logged.info.model_uri, config.model_name, tags)
     client.update_model_version(
         config.model_name, version.version, description=version_description(decision, metrics, run)
     )

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from ferops.kernel.process import sole_owner
 from ferops.models.builders import build_model_under
 from ferops.training.fit import (
     AtomicBackupAndRestore,
+    LogEpochs,
     SaveBest,
     apply_tuned,
     backup_dir,
@@ -112,9 +112,9 @@ def train(
             callbacks = checkpoint_callbacks(state_dir, config.patience)
             if run is not None:
                 callbacks.append(EpochMetricsToMlflow(run.info.run_id))
+            callbacks.append(LogEpochs(config.epochs))
             started = time.perf_counter()
-            verbose = 1 if sys.stdout.isatty() else 2
-            fit(model, faceset, config, epochs=config.epochs, callbacks=callbacks, verbose=verbose)
+            fit(model, faceset, config, epochs=config.epochs, callbacks=callbacks)
             seconds = time.perf_counter() - started
             history = pd.read_csv(state_dir / "history.csv")  # every epoch, resumed runs included
             history["epoch"] = np.arange(1, len(history) + 1)
@@ -125,14 +125,21 @@ def train(
                 "best_val_accuracy": float(history["val_accuracy"].max()),
                 "best_epoch": int(history["val_accuracy"].idxmax()) + 1,
                 "epochs_run": len(history),
+                "parameter_count": model.count_params(),
+            }
+            # Wall-clock figures vary from machine to machine and run to run: MLflow and
+            # run.json keep them; the DVC metrics file holds what the model is, so
+            # `dvc metrics diff` compares models, not machines.
+            timing = {
                 "seconds": round(seconds, 1),
                 "train_images_per_second": round(images / seconds, 1),
-                "parameter_count": model.count_params(),
             }
             preprocessing = Preprocessing.load(processed / PREPROCESSING_FILE)
             write_outputs(best, preprocessing, history, metrics, model_path, report_dir)
-            run_record = {**_log_outputs(run, metrics, precision, model_path, report_dir, root)}
-            run_record.update(identity, precision=precision, tuned=tuned)
+            run_record = {
+                **_log_outputs(run, metrics | timing, precision, model_path, report_dir, root)
+            }
+            run_record.update(identity, precision=precision, tuned=tuned, timing=timing)
             write_json(report_dir / "run.json", run_record)
         shutil.rmtree(state_dir, ignore_errors=True)  # finished: the next run starts afresh
         log.info(
@@ -161,6 +168,12 @@ def _log_outputs(
         return {"run_id": "", "experiment_id": "", "tracking_uri": ""}
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
     mlflow.set_tag("ferops.precision", precision)
+    mlflow.set_tag(  # the run page's Description
+        "mlflow.note.content",
+        f"Best val accuracy {metrics['best_val_accuracy']:.4f} at epoch {metrics['best_epoch']} "
+        f"of {metrics['epochs_run']}; the model file is that epoch's weights. Test figures "
+        "(test_*) and evaluation/ are added by the evaluate stage.",
+    )
     mlflow.log_artifact(str(model_path), "model")
     mlflow.log_artifact(str(report_dir / "history.csv"))
     return {

@@ -22,6 +22,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd
+from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations.metadata_types import FailureSeverity
 from great_expectations.expectations.row_conditions import Column
@@ -32,6 +33,7 @@ from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES
 from ferops.kernel.errors import ValidationFailed
 from ferops.kernel.files import replace_dir, write_json
 from ferops.kernel.layout import Layout
+from ferops.kernel.web_assets import localise_pages
 
 log = logging.getLogger(__name__)
 
@@ -125,13 +127,23 @@ class ValidationRun:
     site_dir: Path
 
 
-def run_suite(table: pd.DataFrame, config: ValidateConfig, *, gx_root: Path) -> ValidationRun:
-    """Validate a face-statistics table with the suite in the GX file context under `gx_root`."""
+def run_suite(
+    table: pd.DataFrame,
+    config: ValidateConfig,
+    *,
+    gx_root: Path,
+    run_name: str = "validate",
+) -> ValidationRun:
+    """Validate a face-statistics table with the suite in the GX file context under `gx_root`.
+
+    `run_name` names the run in the Data Docs' index (GX shows `__none__` without one)."""
     context = _context(gx_root)
     site_dir = gx_root / "gx" / _SITE_DIR
     shutil.rmtree(site_dir, ignore_errors=True)  # one run per site: no stale pages
     suite = build_suite(config)
-    result = _checkpoint(context, suite).run(batch_parameters={"dataframe": table})
+    result = _checkpoint(context, suite).run(
+        batch_parameters={"dataframe": table}, run_id=RunIdentifier(run_name=run_name)
+    )
     return ValidationRun(_outcome(result), result, suite, site_dir)
 
 
@@ -152,7 +164,12 @@ def validate(
 ) -> ValidationOutcome:
     """Run the suite on data/processed; raise ValidationFailed naming each failed critical
     expectation. Results and Data Docs land in `report_dir` only when the data passes."""
-    run = run_suite(face_statistics(load_faceset(in_dir)), config, gx_root=gx_root)
+    run = run_suite(
+        face_statistics(load_faceset(in_dir)),
+        config,
+        gx_root=gx_root,
+        run_name=f"validate-{in_dir.name}",
+    )
     outcome = run.outcome
     target = (
         report_dir
@@ -190,6 +207,8 @@ def _publish(run: ValidationRun, target: Path) -> None:
         )
         write_json(staged / "suite.json", run.suite.to_json_dict())
         shutil.copytree(run.site_dir, staged / "data_docs")
+        if remote := localise_pages(staged / "data_docs"):
+            log.info("Data Docs load %d files from CDNs (no offline copies installed)", len(remote))
         replace_dir(staged, target)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -15,7 +15,7 @@ from ferops.kernel.integrity import digest_tags
 from ferops.kernel.layout import Layout
 from ferops.models import shipped
 from ferops.models.builders import load_model
-from ferops.registry.publish import log_pyfunc
+from ferops.registry.publish import log_pyfunc, register_version
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
         mlflow.log_artifact(str(shipped.MODEL_CARD))
         logged = log_pyfunc(load_model(path), path, shipped.preprocessing(), faces)
     name = shipped.MODEL_NAME
-    version = mlflow.register_model(logged.info.model_uri, name, tags=digest_tags(logged.sha256))
+    version = register_version(logged.info.model_uri, name, digest_tags(logged.sha256))
     client = MlflowClient()
     client.update_model_version(name, version.version, description=shipped.MODEL_CARD.read_text())
     client.set_registered_model_alias(name, CHAMPION, version.version)

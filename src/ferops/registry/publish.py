@@ -5,7 +5,9 @@ model as code (models-from-code: no pickle)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
+import logging
 import tempfile
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -26,6 +28,8 @@ from ferops.registry.pyfunc import PROBABILITY_COLUMNS
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/ferops
 MODEL_CODE = Path(__file__).with_name("served_model.py")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -104,3 +108,16 @@ def log_pyfunc(
             code_paths=[str(PACKAGE)],  # the model carries ferops' source (never a pickle)
         )
         return LoggedPyfunc(info, digests)
+
+
+def register_version(model_uri: str, name: str, tags: dict[str, str]) -> Any:
+    """A new version of `name` with its tags, created in one call (so none lacks its digests).
+
+    MLflow prints "Registered model ... already exists" and "Created version ..." straight to
+    stderr; the stage logs its own line with the decision, so those go to the debug log."""
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        version = mlflow.register_model(model_uri, name, tags=tags)
+    for line in printed.getvalue().splitlines():
+        log.debug("mlflow: %s", line)
+    return version

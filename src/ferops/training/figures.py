@@ -56,40 +56,41 @@ def confusion(counts: np.ndarray, normalised: np.ndarray, path: Path) -> None:
 
 
 def reliability(table: pd.DataFrame, ece: float, path: Path) -> None:
-    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
-    figure, ax = plt.subplots(figsize=(5.5, 5), layout="constrained")
+    """Accuracy against confidence per bin, each bar labelled with its number of faces.
+
+    The count matters: a bin holding two faces reads as 100 % or 0 % and says little.
+    """
+    figure, ax = plt.subplots(figsize=(5.5, 5.3), layout="constrained")
     filled = table[table["count"] > 0]
     width = float(table["bin_high"].iloc[0] - table["bin_low"].iloc[0])
-    ax.bar(
+    bars = ax.bar(
         filled["bin_low"],
         filled["accuracy"],
         width=width,
         align="edge",
         alpha=0.7,
         edgecolor="black",
-        label="accuracy",
+        label="accuracy (n = faces in the bin)",
     )
+    ax.bar_label(bars, labels=[f"{int(n)}" for n in filled["count"]], fontsize=7, padding=1)
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
-    ax.set(
-        xlim=(0, 1),
-        ylim=(0, 1),
-        xlabel="confidence",
-        ylabel="accuracy",
-        title=f"Reliability (ECE {ece:.3f})",
-    )
-    ax.legend(loc="upper left")
+    ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence", ylabel="accuracy")
+    ax.set_title(f"Reliability (ECE {ece:.3f})", pad=28)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, fontsize=8, frameon=False)
     _save(figure, path)
 
 
 def per_class(table: pd.DataFrame, path: Path) -> None:
     """Precision, recall and F1 for each emotion, with its test support."""
-    figure, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    figure, ax = plt.subplots(figsize=(9, 4.8), layout="constrained")
     x = np.arange(len(table))
     for offset, column in zip((-0.27, 0, 0.27), ("precision", "recall", "f1"), strict=True):
         ax.bar(x + offset, table[column].astype(float), width=0.27, label=column)
     labels = [f"{e}\n(n={int(s)})" for e, s in zip(table.index, table["support"], strict=True)]
-    ax.set(xticks=x, xticklabels=labels, ylim=(0, 1), title="Per-class test figures")
-    ax.legend(ncols=3, loc="lower right")
+    ax.set(xticks=x, xticklabels=labels, ylim=(0, 1))
+    ax.set_title("Per-class test figures", pad=24)
+    # Above the axes, so no bar is hidden behind it.
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     _save(figure, path)
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,6 +99,30 @@ def compile_model(model: keras.Model, config: TrainConfig, *, steps: int) -> Non
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
     )
+
+
+class LogEpochs(keras.callbacks.Callback):
+    """One log line per epoch, like the search's trials: progress a log file keeps readably,
+    where Keras' own lines are a progress bar's redraws or a format of their own."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        logs = logs or {}
+        log.info(
+            "epoch %d/%d: loss %.4f, accuracy %.4f, val accuracy %.4f (%.0f s)",
+            epoch + 1,
+            self.epochs,
+            float(logs.get("loss", float("nan"))),
+            float(logs.get("accuracy", float("nan"))),
+            float(logs.get("val_accuracy", float("nan"))),
+            time.perf_counter() - self._started,
+        )
 
 
 def fit(

@@ -278,6 +278,8 @@ def open_search(
     faceset = load_faceset(layout.processed)
     if tune.train_fraction < 1:  # a search on a budget: every trial sees the same subset
         faceset = {**faceset, "train": faceset["train"].sample(tune.train_fraction, params.seed)}
+    if not log.isEnabledFor(logging.DEBUG):  # Optuna's "Using an existing study"; ours below
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     with study_lock(storage_url, name):
         study = optuna.create_study(
             study_name=name,
@@ -293,6 +295,8 @@ def open_search(
             ),
             pruner=make_pruner(params),
         )
+    done = len(study.get_trials(deepcopy=False))
+    log.info("study %s: %s", name, f"{done} trials so far, resumed" if done else "new")
     deadline = None if tune.max_minutes is None else time.monotonic() + 60 * tune.max_minutes
     return Search(layout, params, study, storage_url, n_trials or tune.n_trials, faceset, deadline)
 
@@ -422,6 +426,11 @@ def write_tuning_reports(
     return summary
 
 
+#: Below this many complete trials, fANOVA importances mostly reflect which values happened
+#: to be drawn; the plot still helps, but says so in its title.
+FEW_TRIALS_FOR_IMPORTANCE = 10
+
+
 def _save_plots(study: optuna.Study, out_dir: Path) -> None:
     try:
         import matplotlib
@@ -432,19 +441,29 @@ def _save_plots(study: optuna.Study, out_dir: Path) -> None:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as optuna_plots
 
+    complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     plots = {
-        "optimization_history.png": optuna_plots.plot_optimization_history,
-        "param_importances.png": optuna_plots.plot_param_importances,
+        "optimization_history.png": (optuna_plots.plot_optimization_history, ""),
+        "param_importances.png": (
+            optuna_plots.plot_param_importances,
+            f"from only {complete} complete trials: indicative, not conclusive"
+            if complete < FEW_TRIALS_FOR_IMPORTANCE
+            else "",
+        ),
     }
-    for filename, plot in plots.items():
+    for filename, (plot, caveat) in plots.items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 axes = plot(study)
         except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ complete trials
             log.warning("skipped %s: %s", filename, exc)
+            (out_dir / filename).unlink(missing_ok=True)  # not a previous search's figure
             continue
         figure = axes.figure if hasattr(axes, "figure") else axes[0].figure
+        if caveat:
+            ax = axes if hasattr(axes, "set_title") else axes[0]
+            ax.set_title(f"{ax.get_title(loc='left')}\n({caveat})", loc="left", color="darkred")
         figure.set_size_inches(8, 5)
         figure.tight_layout()
         with atomic_path(out_dir / filename) as staged:
