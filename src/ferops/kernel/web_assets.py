@@ -159,9 +159,11 @@ def default_dir() -> Path:
     return Path(sys.prefix) / "share" / "ferops" / "web"
 
 
-def fetch(dest: Path, *, timeout: float = 60.0) -> None:
-    """Download every package not yet under `dest`, check its sha512, keep the files pages use."""
+def fetch(dest: Path, *, timeout: float = 60.0) -> int:
+    """Download every package not yet under `dest`, check its sha512, keep the files pages
+    use; return how many were downloaded."""
     dest.mkdir(parents=True, exist_ok=True)
+    fetched = 0
     for package in PACKAGES:
         target = dest / package.key
         if all((target / f).is_file() for f in package.files):
@@ -187,7 +189,9 @@ def fetch(dest: Path, *, timeout: float = 60.0) -> None:
             shutil.move(staged, target)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        log.info("fetched %s", package.key)
+        log.debug("fetched %s", package.key)
+        fetched += 1
+    return fetched
 
 
 def local_file(url: str) -> str | None:
@@ -282,11 +286,17 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dest = default_dir()
     try:
-        fetch(dest)
+        fetched = fetch(dest)
     except (OSError, RuntimeError) as exc:  # offline install: pages keep their CDN links
         log.warning("web assets not fetched (%s): plots and Data Docs will need internet", exc)
+        fetched = 0
     inlined = write_plots_template(dest / "dvc-plots.html")
-    log.info("DVC plots template %s (%s)", dest / "dvc-plots.html", "offline" if inlined else "CDN")
+    log.info(
+        "offline web assets in %s (%d packages fetched now); DVC plots page: %s",
+        dest,
+        fetched,
+        "offline" if inlined else "CDN scripts",
+    )
 
 
 if __name__ == "__main__":
