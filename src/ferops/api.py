@@ -40,7 +40,8 @@ from ferops.pipeline import stage
 class EmotionRecognizer:
     """Faces and the emotion on each, in photos and videos (like `fer.FER`).
 
-    `model`: a .keras/.onnx/.tflite file or a models:/ URI; None: the champion of the project
+    `model`: a .keras/.onnx/.tflite file, a models:/ URI, or "shipped" / "fast" (the shipped
+    FER2013 models: accurate, or fast int8); None: the champion of the project
     at `root` (default: the nearest folder at or above the current one with a params.yaml),
     or the shipped FER2013 model when there is no project, no champion, or a champion that
     learned from synthetic faces. `model` (the attribute) says which one answers."""

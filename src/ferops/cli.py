@@ -159,9 +159,10 @@ def profile(
 ModelOption = Annotated[
     str | None,
     typer.Option(
-        help="A .keras/.onnx/.tflite file or a models:/ URI. Default: the project's champion, "
-        "or the shipped FER2013 model if there is none or it learned from synthetic faces.",
-        metavar="FILE|URI",
+        help="A .keras/.onnx/.tflite file, a models:/ URI, or `shipped` / `fast` (the shipped "
+        "FER2013 models: accurate, or fast int8). Default: the project's champion, or the "
+        "shipped model if there is none or it learned from synthetic faces.",
+        metavar="FILE|URI|NAME",
     ),
 ]
 RuntimeOption = Annotated[

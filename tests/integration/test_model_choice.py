@@ -85,3 +85,17 @@ def test_the_python_api_follows_the_same_rule(project, monkeypatch):
     assert chosen.model.startswith("models:/fer-attention-cnn/1 (@champion)")
     (face,) = chosen.detect_emotions(project / "photo.png")
     assert face["emotion"] in face["emotions"]
+
+
+def test_the_shipped_models_are_asked_for_by_name_from_anywhere(project, tmp_path):
+    fast = predict(tmp_path, str(project / "photo.png"), "--model", "fast")
+    assert fast.exit_code == 0, fast.output
+    (model,) = models_in(fast)
+    assert model.startswith("the shipped fast FER2013 model (fer2013_fast_cnn_int8.onnx)")
+    assert "because" not in fast.output  # asked for, not a fallback
+    assert "onnx runtime" in fast.output
+
+    accurate = predict(project, str(project / "photo.png"), "--model", "shipped")
+    assert accurate.exit_code == 0, accurate.output
+    assert {m.split(" (")[0] for m in models_in(accurate)} == {"the shipped FER2013 model"}
+    assert EmotionRecognizer("fast").model == model

@@ -36,3 +36,24 @@ def test_it_reads_the_synthetic_faces_expressions_it_never_saw():
     assert np.mean(said[labels == surprise] == surprise) > 0.8  # chance: 1/7
     smiles, calm = probabilities[labels == happy], probabilities[labels == neutral]
     assert smiles[:, happy].mean() > 2 * calm[:, happy].mean()
+
+
+def test_the_fast_model_is_the_card_s_int8_onnx_file_and_answers_like_the_accurate_one(
+    tiny_faceset,
+):
+    import onnx
+
+    from ferops.inference.resolve import resolve_model
+    from ferops.inference.runtime import open_classifier
+
+    files = resolve_model("fast", layout=None, register=None)
+    assert files.onnx == pretrained.verified_fast_model_file() and files.keras is None
+    fast = open_classifier(files)
+    assert fast.runtime == "onnx" and fast.preprocessing.contrast == "clahe"
+    nodes = {node.op_type for node in onnx.load(files.onnx).graph.node}
+    assert "QuantizeLinear" in nodes  # int8, as the card says
+    faces = tiny_faceset["test"].x[:8]
+    probabilities = fast.probabilities(faces)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
+    card = (pretrained.FOLDER / "MODEL_CARD.md").read_text()
+    assert card.count(pretrained.FAST_SHA256) == 1

@@ -32,9 +32,12 @@ def resolve_model(
     register: RegisterConfig | None,
     real_faces: bool = True,
 ) -> ModelFiles:
-    """`model` as a .keras/.onnx/.tflite file or a `models:/` URI; None: the champion of the
-    project at `layout`, or the shipped model (no project, no champion, or, for `real_faces`,
-    a champion that learned from synthetic faces)."""
+    """`model` as a .keras/.onnx/.tflite file, a `models:/` URI, or `shipped` / `fast` (the
+    shipped FER2013 models); None: the champion of the project at `layout`, or the shipped
+    model (no project, no champion, or, for `real_faces`, a champion that learned from
+    synthetic faces)."""
+    if model in SHIPPED:
+        return SHIPPED[model]()
     if model is not None and not model.startswith("models:/"):
         return ModelFiles.from_file(Path(model))
     if model is None and (layout is None or register is None):
@@ -139,6 +142,23 @@ def shipped_files(reason: str = "") -> ModelFiles:
         test_accuracy=shipped.TEST_METRICS["accuracy"],
         note=reason,
     )
+
+
+def fast_files(reason: str = "") -> ModelFiles:
+    """The shipped fast FER2013 model: a small CNN as an int8 ONNX file."""
+    path = shipped.verified_fast_model_file()
+    return ModelFiles(
+        onnx=path,
+        preprocessing=Preprocessing.load(path.with_suffix(".json")),
+        source=f"the shipped fast FER2013 model ({path.name})",
+        trained_on="fer2013",
+        test_accuracy=shipped.FAST_TEST_METRICS["accuracy"],
+        note=reason,
+    )
+
+
+#: Names `--model` takes besides files and models:/ URIs.
+SHIPPED = {"shipped": shipped_files, "fast": fast_files}
 
 
 def _first(folder: Path, pattern: str) -> Path | None:
