@@ -27,13 +27,13 @@ import numpy as np
 
 from ferops.imaging.faces import FaceDetector
 from ferops.inference.photos import FaceResult, analyse, analyse_whole, read_photo
-from ferops.inference.resolve import resolve_classifier
+from ferops.inference.resolve import project_for, resolve_classifier
 from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
 from ferops.kernel.config import load_params
 from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.errors import DataError
-from ferops.kernel.layout import Layout, find_root
+from ferops.kernel.layout import Layout
 from ferops.pipeline import stage
 
 
@@ -55,12 +55,7 @@ class EmotionRecognizer:
         detector: Path | None = None,
     ) -> None:
         name = None if model is None else str(model)
-        layout = register = None
-        if name is None or name.startswith("models:/"):
-            found = Path(root) if root is not None else find_root(Path.cwd())
-            if found is not None:
-                layout = Layout(found)
-                register = load_params(layout.params).register
+        layout, register = project_for(name, None if root is None else Path(root))
         self.classifier = resolve_classifier(
             name, layout=layout, register=register, runtime=runtime
         )

@@ -20,12 +20,12 @@ import typer
 from ferops import __version__
 from ferops.imaging.faces import FaceDetector
 from ferops.inference.photos import analyse, analyse_whole, draw, read_photo
-from ferops.inference.resolve import resolve_classifier, resolve_model
+from ferops.inference.resolve import project_for, resolve_classifier, resolve_model
 from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
 from ferops.kernel.config import Params, apply_profile, load_params
 from ferops.kernel.errors import FeropsError
-from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout, find_root
+from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout
 from ferops.kernel.local_store import relocate as relocate_store
 from ferops.kernel.process import die_with_parent
 from ferops.kernel.quiet import import_tensorflow_quietly, quiet_libraries
@@ -333,28 +333,16 @@ def _progress_line(every_s: float = 5.0) -> Callable[[int, int | None, float], N
 def _classifier(root: Path | None, model: str | None, runtime: str) -> FaceClassifier:
     """`--model` (a file, no project needed; or a models:/ URI), else the project's champion,
     else the shipped model; says which model answers."""
-    file_given = model is not None and not model.startswith("models:/")
-    project = None if file_given else _project(root)
-    layout, register = (project[0], project[1].register) if project else (None, None)
-    classifier = _guard(
-        lambda: resolve_classifier(model, layout=layout, register=register, runtime=runtime)
-    )
+
+    def resolve() -> FaceClassifier:
+        layout, register = project_for(model, root)
+        return resolve_classifier(model, layout=layout, register=register, runtime=runtime)
+
+    classifier = _guard(resolve)
     typer.echo(f"model: {classifier.model}", err=True)
     if classifier.note:
         typer.echo(f"  because {classifier.note}", err=True)
     return classifier
-
-
-def _project(root: Path | None) -> tuple[Layout, Params] | None:
-    """The project at --root, else the nearest above the current folder; None if there is
-    none (and no --root)."""
-    if root is not None and not (root / "params.yaml").is_file():
-        _fail(f"--root {root}: no params.yaml there; point --root at a ferops project folder")
-    found = root if root is not None else find_root(Path.cwd())
-    if found is None:
-        return None
-    layout = Layout(found)
-    return layout, _params(layout)
 
 
 @app.command()

@@ -109,9 +109,8 @@ def export_model(
 
 def quantize_int8(fp32: Path, calibration_faces: np.ndarray) -> Path:
     """Static int8 quantization (QDQ: int8 weights per output channel, uint8 activations with
-    min-max ranges from the calibration faces). On a 2-core AVX512 CPU the shipped model went
-    from 2,174 to 2,773 faces/s, and 0.6679 to 0.6648 on FER2013 PrivateTest with synthetic
-    calibration faces (benchmarks/inference.py, README)."""
+    min-max ranges from the calibration faces). Measured speed and accuracy: README, "int8"
+    (benchmarks/inference.py --fer2013)."""
     # Deferred on purpose: only this format needs the quantization tools.
     import onnx
     import onnxruntime as ort
@@ -171,11 +170,7 @@ def parity_faces(params: Params, layout: Layout, count: int = 256) -> np.ndarray
     try:
         return load_faceset(layout.processed)["test"].x[:count]
     except (FileNotFoundError, FeropsError):
-        small = dataclasses.replace(
-            params.data.synthetic, train_per_class=1, val_per_class=1, test_per_class=20
-        )
-        data = dataclasses.replace(params.data, source="synthetic", synthetic=small)
-        return synthetic_faceset(data, seed=params.seed)["test"].x
+        return synthetic_faces(params, "test", per_class=20)
 
 
 def calibration_faces(
@@ -192,8 +187,12 @@ def calibration_faces(
             return train.x[np.sort(picks)]
     except (FileNotFoundError, FeropsError):
         pass
-    small = dataclasses.replace(
-        params.data.synthetic, train_per_class=max(1, count // 7), val_per_class=1, test_per_class=1
-    )
+    return preprocessing.apply(synthetic_faces(params, "train", per_class=max(1, count // 7)))
+
+
+def synthetic_faces(params: Params, split: str, *, per_class: int) -> np.ndarray:
+    """`per_class` generated faces of each emotion in `split` (one in each other split)."""
+    sizes = {f"{name}_per_class": 1 for name in ("train", "val", "test")}
+    small = dataclasses.replace(params.data.synthetic, **{**sizes, f"{split}_per_class": per_class})
     data = dataclasses.replace(params.data, source="synthetic", synthetic=small)
-    return preprocessing.apply(synthetic_faceset(data, seed=params.seed)["train"].x)
+    return synthetic_faceset(data, seed=params.seed)[split].x

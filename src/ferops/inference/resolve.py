@@ -16,10 +16,10 @@ from pathlib import Path
 
 from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.inference.runtime import FaceClassifier, ModelFiles, open_classifier
-from ferops.kernel.config import RegisterConfig
-from ferops.kernel.errors import DataError
+from ferops.kernel.config import RegisterConfig, load_params
+from ferops.kernel.errors import ConfigError, DataError
 from ferops.kernel.integrity import digests_from_tags, verify_files
-from ferops.kernel.layout import Layout
+from ferops.kernel.layout import Layout, find_root
 from ferops.models import shipped
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,26 @@ def resolve_model(
             f"pass --model {uri} to use it anyway"
         )
     return files
+
+
+def project_for(
+    model: str | None, root: Path | None
+) -> tuple[Layout | None, RegisterConfig | None]:
+    """The project (layout and register settings) `model` is looked up in: none for a file or
+    a shipped model; else the one at `root`, or the nearest at or above the current folder
+    (none if there is none)."""
+    if model is not None and not model.startswith("models:/"):
+        return None, None
+    if root is not None and not (Path(root) / "params.yaml").is_file():
+        raise ConfigError(
+            f"--root {root}: no params.yaml there; point --root (root= in Python) at a ferops "
+            "project folder"
+        )
+    found = Path(root) if root is not None else find_root(Path.cwd())
+    if found is None:
+        return None, None
+    layout = Layout(found)
+    return layout, load_params(layout.params).register
 
 
 def resolve_classifier(

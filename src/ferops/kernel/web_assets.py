@@ -142,15 +142,14 @@ CDN_ALIASES = {
         "@fortawesome/fontawesome-free@6.6.0/"
     ),
 }
-#: Version ranges pages ask for, and the pinned version served for them.
-RANGES = {
-    "vega@5": "vega@5.33.0",
-    "vega-lite@5": "vega-lite@5.23.0",
-    "vega-embed@6": "vega-embed@6.29.0",
-}
+#: The packages DVC's plots page needs (PACKAGES lists them in the order they load).
+VEGA = ("vega", "vega-lite", "vega-embed")
+#: Version ranges pages ask for (`vega@5`), and the pinned package served for each.
+RANGES = {f"{p.name}@{p.version.split('.')[0]}": p for p in PACKAGES if p.name in VEGA}
+#: Every kept file, `package@version/file`, and the package it belongs to.
+KEPT = {f"{p.key}/{f}": p for p in PACKAGES for f in p.files}
 _NPM_CDNS = ("https://cdn.jsdelivr.net/npm/", "https://unpkg.com/")
 _LOADED = re.compile(r'(?P<attr>src|href)="(?P<url>https://[^"]+)"')
-_VEGA = ("vega@5", "vega-lite@5", "vega-embed@6")
 VENDOR_DIR = "_vendor"
 
 
@@ -206,10 +205,8 @@ def local_file(url: str) -> str | None:
     if relative is None:
         return None
     if relative in RANGES:  # a bare package: its main build file
-        pinned = RANGES[relative]
-        return next(f"{p.key}/{p.files[0]}" for p in PACKAGES if p.key == pinned)
-    known = {f"{p.key}/{f}" for p in PACKAGES for f in p.files}
-    return relative if relative in known else None
+        return f"{RANGES[relative].key}/{RANGES[relative].files[0]}"
+    return relative if relative in KEPT else None
 
 
 def localise_pages(site: Path, assets: Path | None = None) -> list[str]:
@@ -230,14 +227,11 @@ def localise_pages(site: Path, assets: Path | None = None) -> list[str]:
             if not source.is_file():
                 left.add(url)
                 return match[0]
+            # The package's kept files go together: a stylesheet finds its fonts beside it.
+            key = KEPT[relative].key
+            if not (site / VENDOR_DIR / key).is_dir():
+                shutil.copytree(assets / key, site / VENDOR_DIR / key)
             copy = site / VENDOR_DIR / relative
-            if not copy.is_file():
-                copy.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, copy)
-                if relative.endswith("css/all.min.css"):  # Font Awesome's fonts, beside its CSS
-                    for font in FONT_AWESOME_FONTS:
-                        (copy.parent.parent / font).parent.mkdir(exist_ok=True)
-                        shutil.copyfile(source.parent.parent / font, copy.parent.parent / font)
             return f'{match["attr"]}="{os.path.relpath(copy, page.parent)}"'
 
         localised = _LOADED.sub(swap, text)
@@ -267,7 +261,7 @@ def write_plots_template(path: Path, assets: Path | None = None) -> bool:
     Without the copies the template keeps DVC's `{scripts}` (the CDN tags), so
     `dvc plots show` works either way."""
     assets = assets or default_dir()
-    sources = [assets / str(local_file(f"https://cdn.jsdelivr.net/npm/{name}")) for name in _VEGA]
+    sources = [assets / p.key / p.files[0] for p in RANGES.values()]
     inlined = all(s.is_file() for s in sources)
     if inlined:
         # "</script" cannot occur inside an inline script; the minified builds hold none,

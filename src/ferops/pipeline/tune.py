@@ -10,7 +10,6 @@ or many) sharing one PostgreSQL study and one MLflow server.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import zlib
@@ -28,6 +27,7 @@ from ferops.kernel.layout import Layout
 from ferops.training.search import (
     Search,
     TrialOutcome,
+    best_candidate,
     default_study_name,
     open_search,
     study_lock,
@@ -157,8 +157,7 @@ def tune_flow(
             seconds=time.perf_counter() - started,
         )
         log_study_summary(summary)
-        best = json.loads((search.layout.tuning / "best_params.json").read_text())["params"]
-        log_search_space(search.params.tune.space, best)
+        log_search_space(search.params.tune.space, best_candidate(search.study.best_trial))
         mlflow.log_artifacts(str(search.layout.tuning), "tuning")
     return summary
 

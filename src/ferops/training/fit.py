@@ -102,27 +102,31 @@ def compile_model(model: keras.Model, config: TrainConfig, *, steps: int) -> Non
 
 
 class LogEpochs(keras.callbacks.Callback):
-    """One log line per epoch, like the search's trials: progress a log file keeps readably,
-    where Keras' own lines are a progress bar's redraws or a format of their own."""
+    """One log line per epoch (and each epoch's seconds in `epoch_seconds`): progress a log
+    file keeps readably, where Keras' own lines are a progress bar's redraws."""
 
     def __init__(self, epochs: int) -> None:
         super().__init__()
         self.epochs = epochs
+        self.epoch_seconds: list[float] = []
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        logs = logs or {}
-        log.info(
-            "epoch %d/%d: loss %.4f, accuracy %.4f, val accuracy %.4f (%.0f s)",
-            epoch + 1,
-            self.epochs,
-            float(logs.get("loss", float("nan"))),
-            float(logs.get("accuracy", float("nan"))),
-            float(logs.get("val_accuracy", float("nan"))),
-            time.perf_counter() - self._started,
+        self.epoch_seconds.append(time.perf_counter() - self._started)
+        log.info("%s", self.line(epoch + 1, logs or {}))
+
+    def line(self, epoch: int, logs: dict[str, float]) -> str:
+        return (
+            f"epoch {epoch}/{self.epochs}: loss {_figure(logs, 'loss')}, accuracy "
+            f"{_figure(logs, 'accuracy')}, val accuracy {_figure(logs, 'val_accuracy')} "
+            f"({self.epoch_seconds[-1]:.0f} s)"
         )
+
+
+def _figure(logs: dict[str, float], key: str) -> str:
+    return f"{float(logs.get(key, float('nan'))):.4f}"
 
 
 def fit(

@@ -140,36 +140,29 @@ class TrialOutcome:
     parameters: int = 0
 
 
-class ReportToOptuna(keras.callbacks.Callback):
+class ReportToOptuna(training.LogEpochs):
     """Reports val accuracy to the trial each epoch and stops the fit when Optuna prunes it;
-    times each epoch (the GPU profile sizes its final run by it) and says how it went, so a
-    trial of minutes is not minutes of silence."""
+    the epochs' seconds size the GPU profile's final run, and a line per epoch means a trial
+    of minutes is not minutes of silence."""
 
     def __init__(self, trial: optuna.Trial, epochs: int) -> None:
-        super().__init__()
-        self.trial, self.epochs = trial, epochs
+        super().__init__(epochs)
+        self.trial = trial
         self.pruned = False
-        self.epoch_seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        self.epoch_seconds.append(time.perf_counter() - self._started)
-        logs = logs or {}
-        self.trial.report(float(logs["val_accuracy"]), step=epoch + 1)
+        self.trial.report(float((logs or {})["val_accuracy"]), step=epoch + 1)
         if self.trial.should_prune():
             self.pruned = True
             self.model.stop_training = True
-        log.info(
-            "trial %d, epoch %d/%d: loss %.4f, val accuracy %.4f (%.0f s)%s",
-            self.trial.number,
-            epoch + 1,
-            self.epochs,
-            float(logs.get("loss", float("nan"))),
-            float(logs["val_accuracy"]),
-            self.epoch_seconds[-1],
-            ": pruned" if self.pruned else "",
+        super().on_epoch_end(epoch, logs)
+
+    def line(self, epoch: int, logs: dict[str, float]) -> str:
+        return (
+            f"trial {self.trial.number}, epoch {epoch}/{self.epochs}: "
+            f"loss {float(logs.get('loss', float('nan'))):.4f}, "
+            f"val accuracy {float(logs['val_accuracy']):.4f} ({self.epoch_seconds[-1]:.0f} s)"
+            + (": pruned" if self.pruned else "")
         )
 
 

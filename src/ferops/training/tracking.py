@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from pathlib import Path
@@ -115,8 +116,6 @@ def log_search_space(space: Any, best: dict[str, Any]) -> None:
     """On the parent run: what the search could choose, as params `space.*` (fixed for a
     study, whose name hashes its settings), and what it chose, as tags `best.*` (they may
     change when a resumed study finds better), so the run answers both without its files."""
-    import dataclasses
-
     import mlflow
 
     searched = flatten({"space": dataclasses.asdict(space)})
