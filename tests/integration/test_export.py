@@ -95,18 +95,18 @@ def test_an_int8_export_is_quantized_agrees_with_keras_and_loads_like_any_onnx_f
 
     int8 = load_classifier(out)
     faces = tiny_faceset["test"].x  # neither calibrated nor checked on
-    same = int8.probabilities(faces).argmax(1) == load_classifier(fp32).probabilities(faces).argmax(
-        1
-    )
-    assert same.mean() >= 0.9
+    # Close probabilities, not equal answers: a one-epoch model's answers are near-ties, which
+    # int8 rounding flips differently on CPUs with and without VNNI.
+    difference = np.abs(int8.probabilities(faces) - load_classifier(fp32).probabilities(faces))
+    assert difference.mean() <= 0.02
 
 
-def test_an_int8_export_that_names_other_emotions_is_not_written(
+def test_an_int8_export_that_strays_from_keras_is_not_written(
     keras_model_file, tiny_faceset, tmp_path, monkeypatch
 ):
     import ferops.inference.export as export
 
-    monkeypatch.setattr(export, "INT8_AGREEMENT", 1.01)  # no export can agree that well
+    monkeypatch.setattr(export, "INT8_TOLERANCE", -1.0)  # any difference at all now fails
     out = tmp_path / "model.onnx"
     with pytest.raises(ExportMismatch, match="was not written"):
         export_model(load_model(keras_model_file), "onnx-int8", out, tiny_faceset["test"].x[:8])

@@ -4,8 +4,8 @@ and activations, or LiteRT (.tflite).
 The exported graph is the inference path only: augmentation and dropout are dropped (random
 ops have no ONNX equivalent and do nothing at inference anyway). Every export is checked
 against Keras on real faces and refused when any probability differs by more than 1e-4; an
-int8 one, which cannot be that close, when it names a different emotion for more than 2 % of
-the faces Keras is sure of.
+int8 one, which cannot be that close, when its probabilities differ by more than 0.02 on
+average or it changes the answer for more than 2 % of the faces Keras answers clearly.
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ log = logging.getLogger(__name__)
 
 FORMATS = {"onnx": ".onnx", "onnx-int8": ".onnx", "litert": ".tflite"}
 TOLERANCE = 1e-4
-INT8_AGREEMENT = 0.98  # share of sure check faces (parity) whose top emotion must match Keras'
+# int8 cannot match Keras within 1e-4. It must stay close on average, and keep the answer of
+# every face Keras answers clearly (top two probabilities 0.2 apart) but 2 %: near-ties flip
+# under any rounding, differently on CPUs with and without VNNI, and say nothing.
+INT8_TOLERANCE = 0.02  # mean absolute probability difference
+INT8_CLEAR_GAP = 0.2
+INT8_AGREEMENT = 0.98
 
 
 class ExportMismatch(FeropsError):
@@ -64,8 +69,8 @@ def export_model(
     calibration_faces: np.ndarray | None = None,
 ) -> float:
     """Write `out_path` (and a `.json` sidecar with the contrast normalisation); return the
-    largest difference from Keras on `check_faces`, which must be under 1e-4 (onnx-int8: the
-    top emotion must agree on 98 % of those Keras is sure of). onnx-int8 sets its activation
+    largest difference from Keras on `check_faces`, which must be under 1e-4 (onnx-int8: see
+    INT8_TOLERANCE). onnx-int8 sets its activation
     ranges on `calibration_faces` (default: `check_faces`); pass training faces, never test
     ones."""
     if fmt not in FORMATS:
@@ -81,11 +86,16 @@ def export_model(
             staged = quantize_int8(
                 staged, check_faces if calibration_faces is None else calibration_faces
             )
-        difference, agreement = parity(inference, staged, fmt, check_faces)
+        difference, mean_difference, agreement = parity(inference, staged, fmt, check_faces)
+        if fmt == "onnx-int8" and mean_difference > INT8_TOLERANCE:
+            raise ExportMismatch(
+                f"int8 export differs from Keras by {mean_difference:.3f} on average "
+                f"(> {INT8_TOLERANCE:g}); {out_path} was not written"
+            )
         if fmt == "onnx-int8" and agreement < INT8_AGREEMENT:
             raise ExportMismatch(
-                f"int8 export names Keras' emotion for {agreement:.1%} of the check faces Keras "
-                f"is sure of (< {INT8_AGREEMENT:.0%}); {out_path} was not written"
+                f"int8 export keeps Keras' answer for {agreement:.1%} of the check faces Keras "
+                f"answers clearly (< {INT8_AGREEMENT:.0%}); {out_path} was not written"
             )
         if fmt != "onnx-int8" and difference > TOLERANCE:
             raise ExportMismatch(
@@ -98,10 +108,12 @@ def export_model(
         with atomic_path(out_path.with_suffix(".json")) as staged:
             preprocessing.save(staged)
     log.info(
-        "exported %s (%s): max difference from Keras %.2e, same top emotion for %.1f%%",
+        "exported %s (%s): difference from Keras %.2e at most, %.2e on average; clear answers "
+        "kept: %.1f%%",
         out_path,
         fmt,
         difference,
+        mean_difference,
         100 * agreement,
     )
     return difference
@@ -150,19 +162,24 @@ def quantize_int8(fp32: Path, calibration_faces: np.ndarray) -> Path:
     return quantized
 
 
-def parity(model: keras.Model, exported: Path, fmt: str, faces: np.ndarray) -> tuple[float, float]:
-    """Largest absolute difference between Keras and the exported file on `faces`, and the
-    share of the faces Keras is sure of (top probability at least 0.5; all faces if none)
-    whose top emotion is the same. Near-ties flip under any rounding and say nothing: on
-    FER2013 PublicTest, int8 kept 99.9 % of the sure faces' emotions and 97.8 % of all."""
+def parity(
+    model: keras.Model, exported: Path, fmt: str, faces: np.ndarray
+) -> tuple[float, float, float]:
+    """The largest and the mean absolute difference between Keras' probabilities and the
+    exported file's on `faces`, and the share of the faces Keras answers clearly (its top two
+    probabilities at least INT8_CLEAR_GAP apart; 1.0 when there are none) whose top emotion is
+    the same. On FER2013 PublicTest, the shipped model's int8 export kept 99.9 % of the clear
+    answers (83 % of the faces) and 97.8 % of all; its mean difference was 0.005."""
     faces = np.ascontiguousarray(faces, dtype=np.uint8)
     expected = np.asarray(model(faces, training=False))
     predict = litert_predict(exported) if fmt == "litert" else onnx_predict(exported)
     got = predict(faces)
-    sure = expected.max(axis=1) >= 0.5
-    sure = sure if sure.any() else np.ones_like(sure)
-    agreement = float(np.mean(got[sure].argmax(axis=1) == expected[sure].argmax(axis=1)))
-    return float(np.abs(got - expected).max()), agreement
+    top_two = np.sort(expected, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] >= INT8_CLEAR_GAP
+    same = got.argmax(axis=1) == expected.argmax(axis=1)
+    agreement = float(same[clear].mean()) if clear.any() else 1.0
+    gaps = np.abs(got - expected)
+    return float(gaps.max()), float(gaps.mean()), agreement
 
 
 def parity_faces(params: Params, layout: Layout, count: int = 256) -> np.ndarray:
