@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shutil
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 
 from ferops.data.faceset import save_faceset
@@ -40,6 +42,16 @@ def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_api):
     assert best["params"] == study.best_params and best["study"] == name
     assert (project / "reports" / "tuning" / "optimization_history.png").stat().st_size > 0
     assert (project / "reports" / "tuning" / "trials.csv").is_file()
+    # Rung by rung: every epoch each trial reported to the pruner, the pruned ones included.
+    curves = pd.read_csv(project / "reports" / "tuning" / "rungs.csv")
+    reported = {
+        (t.number, t.state.name.lower(), step, value)
+        for t in study.trials
+        for step, value in t.intermediate_values.items()
+    }
+    assert set(curves.itertuples(index=False, name=None)) == reported
+    assert set(curves["trial"]) == {t.number for t in study.trials if t.intermediate_values}
+    assert (project / "reports" / "tuning" / "rung_curves.png").stat().st_size > 0
 
     parent = mlflow.search_runs(
         filter_string=f"tags.`ferops.study` = '{name}'",
@@ -128,16 +140,68 @@ def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefec
 
 def test_a_budget_search_trains_every_trial_on_the_same_balanced_subset(project, tiny_faceset):
     from ferops.pipeline.tune import open_search
+    from ferops.training.search import rung_faces
 
     set_params(project, **{"tune.train_fraction": 0.5})
     search = open_search(str(project), None, None, None)
-    train, whole = search.faceset["train"], tiny_faceset["train"]
+    [(end, train)] = rung_faces(search.faceset["train"], search.params.tune, search.params.seed)
+    whole = tiny_faceset["train"]
+    assert end == search.params.tune.epochs
     assert len(train) == len(whole) // 2  # 12 faces of each class → 6
     assert (np.bincount(train.y, minlength=7) == np.bincount(whole.y, minlength=7) // 2).all()
     assert set(train.sources) < set(whole.sources)
     assert len(search.faceset["val"]) == len(tiny_faceset["val"])  # scored on all of val
-    again = open_search(str(project), None, None, None).faceset["train"]
-    assert again.sources == train.sources
+    again = open_search(str(project), None, None, None)
+    [(_, same)] = rung_faces(again.faceset["train"], again.params.tune, again.params.seed)
+    assert same.sources == train.sources
+
+
+def test_hyperband_rungs_grow_the_training_share_as_well_as_the_epochs(
+    project, tiny_faceset, monkeypatch
+):
+    """Rungs at 1, 3 and 9 epochs on 1/9, 1/3 and all of the faces: each rung's faces hold
+    the previous rung's, every class stays in, and a trial trains on them in that order."""
+    import ferops.training.fit as training
+    from ferops.training.search import rung_ends, rung_faces, train_trial
+
+    set_params(
+        project,
+        **{
+            "tune.pruner": "hyperband",
+            "tune.epochs": 9,
+            "tune.pruner_warmup_epochs": 1,
+            "tune.train_fraction": 1.0,
+            "tune.min_train_fraction": 0.12,
+        },
+    )
+    params = load_params(project / "params.yaml")
+    assert rung_ends(params.tune) == [1, 3, 9]
+    rungs = rung_faces(tiny_faceset["train"], params.tune, params.seed)
+    sizes = [len(faces) for _, faces in rungs]
+    assert [end for end, _ in rungs] == [1, 3, 9]
+    assert sizes[0] < sizes[1] < sizes[2] == len(tiny_faceset["train"])
+    for (_, smaller), (_, larger) in itertools.pairwise(rungs):
+        assert set(smaller.sources) <= set(larger.sources)
+    assert all(np.bincount(faces.y, minlength=7).min() >= 1 for _, faces in rungs)
+
+    seen = []  # the faces each epoch trained on, as fit reports them
+    real_fit = training.fit
+
+    def recording_fit(model, faceset, config, **kwargs):
+        history = real_fit(model, faceset, config, **kwargs)
+        seen.extend(history["train_faces"])
+        return history
+
+    monkeypatch.setattr(training, "fit", recording_fit)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    params = dataclasses.replace(params, tune=dataclasses.replace(params.tune, epochs=4))
+    small = {"attention": "none", "width": 4, "depth": 2}
+    outcome = train_trial(trial, small, tiny_faceset, params)
+    assert outcome.epochs == 4 and list(outcome.history["epoch"]) == [1, 2, 3, 4]
+    short = rung_faces(tiny_faceset["train"], params.tune, params.seed)  # rungs 1, 3, 4
+    assert seen == [len(short[0][1]), len(short[1][1]), len(short[1][1]), len(short[2][1])]
+    assert sorted(study.trials[0].intermediate_values) == [1, 2, 3, 4]  # told to the pruner
 
 
 def test_trials_score_raw_weights_even_when_training_averages_them(

@@ -64,6 +64,16 @@ def test_missing_params_file_is_named(tmp_path: Path):
         ({"tune": {"space": {"stem_pool": [1]}}}, "tune.space.stem_pool"),
         ({"tune": {"space": {"blocks": [0]}}}, "tune.space.blocks"),
         ({"tune": {"space": {"weight_decay": [0.1]}}}, "tune.space.weight_decay"),
+        ({"model": {"crop": 50}}, "model.crop"),
+        ({"model": {"crop": 16}}, "model.crop"),
+        ({"model": {"attention_stages": "first"}}, "model.attention_stages"),
+        ({"tune": {"space": {"crop": [44, 60]}}}, "tune.space.crop"),
+        ({"tune": {"space": {"attention_stages": ["middle"]}}}, "tune.space.attention_stages"),
+        ({"tune": {"pruner": "median", "min_train_fraction": 0.1}}, "tune.min_train_fraction"),
+        (
+            {"tune": {"pruner": "hyperband", "train_fraction": 0.2, "min_train_fraction": 0.3}},
+            "tune.min_train_fraction",
+        ),
     ],
 )
 def test_bad_model_training_or_search_config_is_refused_before_training(raw, key):

@@ -116,3 +116,23 @@ def test_shift_tta_moves_faces_two_pixels_each_way_and_repeats_the_edge():
     expected = np.mean([plain, *(model.predict(v) for v in views)], axis=0)
     np.testing.assert_allclose(tta(model, faces, plain, shifts=True), expected)
     assert not np.allclose(expected, tta(model, faces, plain))  # shifts add views
+
+
+def test_ten_crops_move_the_centre_window_onto_each_corner_and_mirror_them():
+    """A random-crop model looks at its centre window; the ten views move the face so that
+    window shows each corner window (and the centre), then the same mirrored."""
+    from ferops.pipeline.evaluate import ten_crops
+
+    faces = np.random.default_rng(2).integers(0, 256, size=(3, 48, 48), dtype=np.uint8)
+    crop, m = 40, 4
+
+    def centre(views):
+        return views[:, m : m + crop, m : m + crop]
+
+    views = ten_crops(faces, crop)
+    assert len(views) == 10 and all(v.shape == faces.shape for v in views)
+    corners = [(m, m), (0, 0), (0, 2 * m), (2 * m, 0), (2 * m, 2 * m)]  # (top, left)
+    for view, (top, left) in zip(views[:5], corners, strict=True):
+        np.testing.assert_array_equal(centre(view), faces[:, top : top + crop, left : left + crop])
+    for view, mirrored in zip(views[:5], views[5:], strict=True):
+        np.testing.assert_array_equal(mirrored, view[:, :, ::-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -95,6 +97,52 @@ def test_face_jitter_moves_flips_and_erases_in_training_only_and_survives_save(t
     loaded = keras.models.load_model(tmp_path / "jitter.keras")
     assert isinstance(loaded.get_layer("jitter"), FaceJitter)
     np.testing.assert_allclose(loaded(FACES), model(FACES), rtol=1e-6, atol=1e-6)
+
+
+def test_a_random_crop_trains_on_a_window_of_each_face_and_infers_on_the_centre_one(tmp_path):
+    """Each training face is a crop x crop window (its own, somewhere in the face) scaled back
+    to 48x48 by nearest neighbour; at inference every face is its centre window, in Keras and
+    in the saved model alike."""
+    from ferops.models.jitter import FaceJitter, training_crop, window_index
+
+    faces = np.random.default_rng(1).random((16, 48, 48, 1)).astype("float32")
+    jitter = FaceJitter(0.0, seed=5, crop=40)  # crop only: no shift, flip or erasing
+    index = window_index(40, 48)
+    places = [(top, left) for top in range(9) for left in range(9)]
+    windows = {(top, left): faces[:, top + index][:, :, left + index] for top, left in places}
+    cropped = np.asarray(jitter(faces, training=True))
+    found_at = [
+        [where for where, window in windows.items() if np.array_equal(cropped[k], window[k])]
+        for k in range(len(faces))
+    ]
+    assert all(len(found) == 1 for found in found_at)  # every face is one window of itself
+    assert len({found[0] for found in found_at}) > 4  # at places of its own
+    np.testing.assert_array_equal(jitter(faces, training=False), windows[(4, 4)])
+
+    spec = ModelSpec(variant="res_attention_cnn", width=4, depth=2, crop=40, jitter=1.0)
+    model = build_model(spec)
+    assert model.name.endswith("_crop40") and training_crop(model) == 40
+    model.save(tmp_path / "crop.keras")
+    loaded = keras.models.load_model(tmp_path / "crop.keras")
+    assert training_crop(loaded) == 40
+    np.testing.assert_allclose(loaded(FACES), model(FACES), rtol=1e-6, atol=1e-6)
+    assert training_crop(build_model(ModelSpec(width=4, depth=2, jitter=1.0))) is None
+
+
+@pytest.mark.parametrize(
+    ("placement", "stages"), [("all", [0, 1, 2, 3]), ("late", [2, 3]), ("last", [3])]
+)
+@pytest.mark.parametrize("variant", ["attention_cnn", "res_attention_cnn", "vgg_attention_cnn"])
+def test_attention_blocks_close_the_stages_the_placement_names(variant, placement, stages):
+    spec = ModelSpec(
+        variant=variant, attention="cbam", width=4, depth=4, blocks=1, attention_stages=placement
+    )
+    model = build_model(spec)
+    assert [layer.name for layer in model.layers if layer.name.endswith("_attention")] == [
+        f"s{stage}_attention" for stage in stages
+    ]
+    none = build_model(dataclasses.replace(spec, attention="none"))
+    assert not [layer for layer in none.layers if layer.name.endswith("_attention")]
 
 
 def test_the_full_resolution_variants_keep_48x48_in_their_first_stage():

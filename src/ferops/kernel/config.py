@@ -16,7 +16,15 @@ import yaml
 
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.files import atomic_path
-from ferops.kernel.model_spec import ATTENTION_KINDS, MODEL_VARIANTS, ModelSpec
+from ferops.kernel.model_spec import (
+    ATTENTION_KINDS,
+    ATTENTION_STAGES,
+    FACE_SIZE,
+    MODEL_VARIANTS,
+    ModelSpec,
+)
+
+MIN_CROP = 32  # a random crop keeps at least two thirds of the face's side
 
 DataSource = Literal["synthetic", "fer2013-csv", "image-folder"]
 Contrast = Literal["none", "equalize", "clahe"]
@@ -97,6 +105,8 @@ class SearchSpace:
     blocks: tuple[int, ...] | None = None
     stem_pool: tuple[bool, ...] | None = None
     jitter: tuple[float, float] | None = None
+    crop: tuple[int, ...] | None = None
+    attention_stages: tuple[str, ...] | None = None
     optimizer: tuple[str, ...] | None = None
     sgd_learning_rate: tuple[float, float] = (0.01, 0.1)  # SGD's, when it is tried
     weight_decay: tuple[float, float] | None = None
@@ -111,6 +121,9 @@ class TuneConfig:
     pruner_startup_trials: int = 1
     pruner_warmup_epochs: int = 2  # median: no pruning before; hyperband: the first rung
     train_fraction: float = 1.0  # trials train on this share of each class (val stays whole)
+    # Hyperband: the share the first rung trains on, growing to train_fraction by the last
+    # (None: train_fraction from the first epoch)
+    min_train_fraction: float | None = None
     pruner: str = "median"  # median, or hyperband (successive halving over epoch rungs)
     max_minutes: float | None = None  # no new trial starts after this long (None: no limit)
     space: SearchSpace = field(default_factory=SearchSpace)
@@ -219,7 +232,16 @@ def _model(reader: _Reader) -> ModelSpec:
         augment=reader.number("model.augment", minimum=0.0, maximum=3.0),
         stem_pool=reader.boolean("model.stem_pool"),
         jitter=reader.number("model.jitter", minimum=0.0, maximum=2.0),
+        crop=_crop(reader, reader.integer("model.crop", minimum=1), "model.crop"),
+        attention_stages=reader.choice("model.attention_stages", ATTENTION_STAGES),
     )
+
+
+def _crop(reader: _Reader, value: int, key: str) -> int:
+    """A crop is a window of the 48x48 face, large enough to hold most of it."""
+    if not MIN_CROP <= value <= FACE_SIZE:
+        raise reader._fail(key, f"an integer in [{MIN_CROP}, {FACE_SIZE}]", value)
+    return value
 
 
 def _train(reader: _Reader) -> TrainConfig:
@@ -259,6 +281,14 @@ def _tune(reader: _Reader) -> TuneConfig:
             "tune.space.jitter",
             lambda key: reader.interval(key, minimum=0.0, maximum=2.0),
         ),
+        crop=reader.optional(
+            "tune.space.crop",
+            lambda key: tuple(_crop(reader, c, key) for c in reader.choices(key, kind=int)),
+        ),
+        attention_stages=reader.optional(
+            "tune.space.attention_stages",
+            lambda key: reader.choices(key, allowed=ATTENTION_STAGES),
+        ),
         optimizer=reader.optional(
             "tune.space.optimizer", lambda key: reader.choices(key, allowed=OPTIMIZERS)
         ),
@@ -273,15 +303,27 @@ def _tune(reader: _Reader) -> TuneConfig:
     study_name = reader._get("tune.study_name")
     if study_name is not None and (not isinstance(study_name, str) or not study_name):
         raise reader._fail("tune.study_name", "a non-empty string or null", study_name)
+    train_fraction = reader.number("tune.train_fraction", minimum=0.01, maximum=1.0)
+    pruner = reader.choice("tune.pruner", PRUNERS)
+    min_train_fraction = reader.optional(
+        "tune.min_train_fraction",
+        lambda key: reader.number(key, minimum=0.01, maximum=train_fraction),
+    )
+    if min_train_fraction is not None and pruner != "hyperband":
+        raise ConfigError(
+            f"{reader.origin}: tune.min_train_fraction grows the training share rung by rung "
+            f"and needs tune.pruner: hyperband (got {pruner})"
+        )
     return TuneConfig(
         n_trials=reader.integer("tune.n_trials", minimum=1),
         epochs=reader.integer("tune.epochs", minimum=1),
-        train_fraction=reader.number("tune.train_fraction", minimum=0.01, maximum=1.0),
+        train_fraction=train_fraction,
+        min_train_fraction=min_train_fraction,
         storage=reader.text("tune.storage"),
         study_name=study_name,
         pruner_startup_trials=reader.integer("tune.pruner_startup_trials", minimum=0),
         pruner_warmup_epochs=reader.integer("tune.pruner_warmup_epochs", minimum=0),
-        pruner=reader.choice("tune.pruner", PRUNERS),
+        pruner=pruner,
         max_minutes=reader.optional(
             "tune.max_minutes", lambda key: reader.number(key, minimum=0.1)
         ),

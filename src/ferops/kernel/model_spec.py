@@ -13,6 +13,9 @@ MODEL_VARIANTS: tuple[str, ...] = (
     "vgg_attention_cnn",
 )
 ATTENTION_KINDS: tuple[str, ...] = ("none", "spatial", "cbam")
+# Which stages close with an attention block: every one, the second half, or the last only.
+ATTENTION_STAGES: tuple[str, ...] = ("all", "late", "last")
+FACE_SIZE = 48  # every model's input: a 48x48 grey face
 
 
 @dataclass(frozen=True)
@@ -28,3 +31,12 @@ class ModelSpec:
     augment: float = 0.3  # strength of training-time augmentation; 0 turns it off
     stem_pool: bool = True  # res_attention_cnn: pool 48->24 after the stem (False: full size)
     jitter: float = 0.0  # strength of the in-model FaceJitter (shift, flip, erasing); 0 = off
+    # FaceJitter's random crop: train on a crop x crop window scaled back to 48x48
+    # (FACE_SIZE: no crop); evaluate then adds ten-crop test-time augmentation
+    crop: int = FACE_SIZE
+    attention_stages: str = "all"  # ATTENTION_STAGES: where the attention blocks sit
+
+    def has_attention(self, stage: int) -> bool:
+        """Whether stage `stage` (0-based, of `depth`) closes with an attention block."""
+        first = {"all": 0, "late": self.depth // 2, "last": self.depth - 1}[self.attention_stages]
+        return self.attention != "none" and stage >= first

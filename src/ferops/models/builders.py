@@ -12,12 +12,10 @@ import keras
 from keras import layers
 
 from ferops.kernel.emotions import NUM_CLASSES
-from ferops.kernel.model_spec import ModelSpec
+from ferops.kernel.model_spec import FACE_SIZE, ModelSpec
 from ferops.models.attention import attention_block
 from ferops.models.jitter import FaceJitter
 from ferops.models.precision import dtype_policy
-
-FACE_SIZE = 48
 
 
 def build_model(spec: ModelSpec, *, seed: int = 0) -> keras.Model:
@@ -43,8 +41,8 @@ def face_input(spec: ModelSpec, seed: int) -> tuple[keras.KerasTensor, keras.Ker
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
     if spec.augment > 0:
         x = augmentation(spec.augment, seed)(x)
-    if spec.jitter > 0:
-        x = FaceJitter(spec.jitter, seed=seed + 7, name="jitter")(x)
+    if spec.jitter > 0 or spec.crop < FACE_SIZE:
+        x = FaceJitter(spec.jitter, seed=seed + 7, crop=spec.crop, name="jitter")(x)
     return faces, x
 
 
@@ -91,7 +89,7 @@ def attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(spec.dropout, seed=seed + 99, name="head_drop")(x)
     emotions = emotion_head(x)
-    name = f"attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}"
+    name = f"attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}{suffix(spec)}"
     return keras.Model(faces, emotions, name=name)
 
 
@@ -113,14 +111,16 @@ def res_attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
         for block in range(spec.blocks):
             stride = 2 if stage > 0 and block == 0 else 1
             x = residual_block(x, filters, stride, name=f"s{stage}_b{block}")
-        attention = attention_block(spec.attention, name=f"s{stage}_attention")
-        if attention is not None:
-            x = attention(x)
+        if spec.has_attention(stage):
+            x = attention_block(spec.attention, name=f"s{stage}_attention")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(spec.dropout, seed=seed + 99, name="head_drop")(x)
     emotions = emotion_head(x)
     pool = "" if spec.stem_pool else "_full"
-    name = f"res_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}{pool}"
+    name = (
+        f"res_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}"
+        f"{pool}{suffix(spec)}"
+    )
     return keras.Model(faces, emotions, name=name)
 
 
@@ -141,8 +141,17 @@ def vgg_attention_cnn(spec: ModelSpec, seed: int) -> keras.Model:
     x = layers.ReLU(name="dense_relu")(x)
     x = layers.Dropout(spec.dropout, seed=seed + 99, name="head_drop")(x)
     emotions = emotion_head(x)
-    name = f"vgg_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}"
+    name = (
+        f"vgg_attention_cnn_{spec.attention}_w{spec.width}_d{spec.depth}_b{spec.blocks}"
+        f"{suffix(spec)}"
+    )
     return keras.Model(faces, emotions, name=name)
+
+
+def suffix(spec: ModelSpec) -> str:
+    """What the name adds for attention in some stages only, and for random-crop training."""
+    placed = f"_{spec.attention_stages}" if spec.attention_stages != "all" else ""
+    return placed + (f"_crop{spec.crop}" if spec.crop < FACE_SIZE else "")
 
 
 def plain_stages(x: keras.KerasTensor, spec: ModelSpec, *, convs_per_stage: int):
@@ -157,9 +166,8 @@ def plain_stages(x: keras.KerasTensor, spec: ModelSpec, *, convs_per_stage: int)
             )(x)
             x = layers.BatchNormalization(momentum=0.9, name=f"s{stage}_bn{conv}")(x)
             x = layers.ReLU(name=f"s{stage}_relu{conv}")(x)
-        attention = attention_block(spec.attention, name=f"s{stage}_attention")
-        if attention is not None:
-            x = attention(x)
+        if spec.has_attention(stage):
+            x = attention_block(spec.attention, name=f"s{stage}_attention")(x)
         x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)
     return x
 

@@ -100,10 +100,24 @@ def _import_search(params: Params, layout: Layout, experiment_id: str) -> str:
         _trial_run(client, experiment_id, parent.info.run_id, study_name, trial, history)
     with mlflow.start_run(run_id=parent.info.run_id):
         log_study_summary(summary)
-        write_tuning_reports(study, layout.tuning, summary["storage"], seconds=summary["seconds"])
+        write_tuning_reports(
+            study,
+            layout.tuning,
+            summary["storage"],
+            seconds=summary["seconds"],
+            rungs=rungs_of(history),
+        )
         mlflow.log_artifacts(str(layout.tuning), "tuning")
     client.set_terminated(parent.info.run_id, "FINISHED")
     return f"imported study {study_name}: {len(study.trials)} trials, copied to {target}"
+
+
+def rungs_of(history: pd.DataFrame | None) -> list[tuple[int, int]]:
+    """(last epoch, training faces) of each rung, as the trials' histories recorded them."""
+    if history is None or "train_faces" not in history:
+        return []
+    ends = history.groupby("train_faces")["epoch"].max().sort_index()
+    return [(int(end), int(faces)) for faces, end in ends.items()]
 
 
 def _trial_run(

@@ -155,6 +155,7 @@ def tune_flow(
             search.layout.tuning,
             storage or search.params.tune.storage,
             seconds=time.perf_counter() - started,
+            rungs=search.rungs(),
         )
         log_study_summary(summary)
         log_search_space(search.params.tune.space, best_candidate(search.study.best_trial))

@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from ferops.data.faceset import FaceSet
+from ferops.data.faceset import FaceSet, Split
 from ferops.kernel.config import TrainConfig
 from ferops.kernel.emotions import NUM_CLASSES
 from ferops.kernel.errors import ConfigError
@@ -137,16 +137,60 @@ def fit(
     epochs: int,
     callbacks: list[keras.callbacks.Callback],
     verbose: int | str = 0,
+    growing: Sequence[tuple[int, Split]] = (),
 ) -> pd.DataFrame:
-    """Compile and fit on train, validating on val each epoch; return the per-epoch history."""
-    train, val = faceset["train"], faceset["val"]
-    steps = int(np.ceil(len(train) / config.batch_size)) * epochs
+    """Compile and fit on train, validating on val each epoch; return the per-epoch history.
+
+    `growing`, (last epoch, training faces) pairs, trains on each set of faces up to its last
+    epoch: a search's rungs in training fraction as well as in epochs. The optimiser and its
+    schedule run on across them, sized by the steps of all of them."""
+    stages = [(min(end, epochs), train) for end, train in growing] or [(epochs, faceset["train"])]
+    starts = [0, *(end for end, _ in stages[:-1])]
+    steps = sum(
+        int(np.ceil(len(train) / config.batch_size)) * max(0, end - start)
+        for start, (end, train) in zip(starts, stages, strict=True)
+    )
     compile_model(model, config, steps=steps)
     if config.ema:  # validate and checkpoint the averaged weights, train the raw ones
         callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), *callbacks]
+    val = faceset["val"]
+    validation = (val.x, keras.utils.to_categorical(val.y, NUM_CLASSES))
+    frames = []
+    for start, (end, train) in zip(starts, stages, strict=True):
+        if end <= start:
+            continue
+        history = _fit_faces(model, train, validation, config, start, end, callbacks, verbose)
+        frames.append(pd.DataFrame(history.history).assign(train_faces=len(train)))
+        if model.stop_training:  # pruned or stopped early: the later stages are not run
+            break
+    frame = pd.concat(frames, ignore_index=True)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    if not growing:
+        frame = frame.drop(columns="train_faces")
+    return frame
+
+
+def _fit_faces(
+    model: keras.Model,
+    train: Split,
+    validation: tuple[np.ndarray, np.ndarray],
+    config: TrainConfig,
+    initial_epoch: int,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int | str,
+) -> keras.callbacks.History:
+    """Epochs `initial_epoch`+1 .. `epochs` on `train`: augmented batches, or the faces as
+    they are (with class weights, if asked)."""
     targets = keras.utils.to_categorical(train.y, NUM_CLASSES)
     weights = class_weights(train.y) if config.class_weight else None
-    validation = (val.x, keras.utils.to_categorical(val.y, NUM_CLASSES))
+    common = {
+        "validation_data": validation,
+        "initial_epoch": initial_epoch,
+        "epochs": epochs,
+        "callbacks": callbacks,
+        "verbose": verbose,
+    }
     if config.augment > 0 or config.mixup > 0:
         batches = AugmentedBatches(
             train.x,
@@ -157,23 +201,8 @@ def fit(
             seed=int(np.random.randint(0, 2**31 - 1)),  # seeded by seed_everything
             sample_weights=None if weights is None else np.array([weights[c] for c in train.y]),
         )
-        history = model.fit(
-            batches, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose
-        )
-    else:
-        history = model.fit(
-            train.x,
-            targets,
-            validation_data=validation,
-            epochs=epochs,
-            batch_size=config.batch_size,
-            class_weight=weights,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-    frame = pd.DataFrame(history.history)
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    return frame
+        return model.fit(batches, **common)
+    return model.fit(train.x, targets, batch_size=config.batch_size, class_weight=weights, **common)
 
 
 def float32_copy(model: keras.Model, spec: ModelSpec, seed: int) -> keras.Model:

@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +28,8 @@ import keras
 import optuna
 import pandas as pd
 
-from ferops.data.faceset import FaceSet, load_faceset
-from ferops.kernel.config import Params, SearchSpace, load_params
+from ferops.data.faceset import FaceSet, Split, load_faceset
+from ferops.kernel.config import Params, SearchSpace, TuneConfig, load_params
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.files import atomic_path, write_json
 from ferops.kernel.layout import Layout
@@ -52,7 +52,7 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     out are not drawn; the learning rate (and weight decay) are drawn from the range of the
     optimiser drawn, under their own names, since AdamW's and SGD's scales differ tenfold."""
     candidate: dict[str, Any] = {}
-    for name in ("variant", "blocks", "stem_pool", "optimizer"):
+    for name in ("variant", "blocks", "stem_pool", "crop", "attention_stages", "optimizer"):
         choices = getattr(space, name)
         if choices is not None:
             candidate[name] = trial.suggest_categorical(name, list(choices))
@@ -115,6 +115,9 @@ def open_storage(url: str) -> str | optuna.storages.BaseStorage:
     return url
 
 
+REDUCTION = 3  # Hyperband: a third of the trials go on at each rung
+
+
 def make_pruner(params: Params) -> optuna.pruners.BasePruner:
     """Median stopping, or Hyperband: successive halving in brackets, rungs in epochs from
     tune.pruner_warmup_epochs up to tune.epochs, a third of the trials going on at each rung."""
@@ -123,11 +126,37 @@ def make_pruner(params: Params) -> optuna.pruners.BasePruner:
         return optuna.pruners.HyperbandPruner(
             min_resource=max(1, tune.pruner_warmup_epochs),
             max_resource=tune.epochs,
-            reduction_factor=3,
+            reduction_factor=REDUCTION,
         )
     return optuna.pruners.MedianPruner(
         n_startup_trials=tune.pruner_startup_trials, n_warmup_steps=tune.pruner_warmup_epochs
     )
+
+
+def rung_ends(tune: TuneConfig) -> list[int]:
+    """The epochs at which Hyperband keeps or stops a trial (1, 3 and 9 for rungs from 1 epoch
+    up to 9); just tune.epochs for the median pruner, which has no rungs."""
+    ends, epoch = [], max(1, tune.pruner_warmup_epochs)
+    while tune.pruner == "hyperband" and epoch < tune.epochs:
+        ends.append(epoch)
+        epoch *= REDUCTION
+    return [*ends, tune.epochs]
+
+
+def rung_faces(train: Split, tune: TuneConfig, seed: int) -> list[tuple[int, Split]]:
+    """(last epoch, training faces) for each rung: the share of train grows geometrically from
+    tune.min_train_fraction at the first rung to tune.train_fraction at the last, and each
+    rung's faces hold the previous rung's, so a weak candidate is stopped after few faces as
+    well as few epochs. One rung of tune.train_fraction without min_train_fraction."""
+    top = train.sample(tune.train_fraction, seed) if tune.train_fraction < 1 else train
+    ends = rung_ends(tune)
+    if tune.min_train_fraction is None or len(ends) == 1:
+        return [(tune.epochs, top)]
+    growth = (tune.train_fraction / tune.min_train_fraction) ** (1 / (len(ends) - 1))
+    splits = [top]  # from the last rung's faces down to the first's, each a sample of the next
+    for _ in ends[:-1]:
+        splits.append(splits[-1].sample(1 / growth, seed))
+    return list(zip(ends, reversed(splits), strict=True))
 
 
 @dataclass
@@ -173,7 +202,8 @@ def train_trial(
     params: Params,
     callbacks: list[keras.callbacks.Callback] = (),
 ) -> TrialOutcome:
-    """Train one candidate for up to tune.epochs, reporting to the trial (which may prune it)."""
+    """Train one candidate for up to tune.epochs, reporting to the trial (which may prune it);
+    rung by rung on a growing share of `faceset`'s train split (see `rung_faces`)."""
     spec, config = training.apply_tuned(params.model, params.train, candidate)
     # A trial is a few hundred steps: too few for an average with momentum 0.999 to leave the
     # initial weights, so the search scores the raw weights.
@@ -182,7 +212,12 @@ def train_trial(
     model, precision = build_model_under(config.precision, spec, seed=params.seed)
     reporter = ReportToOptuna(trial, params.tune.epochs)
     history = training.fit(
-        model, faceset, config, epochs=params.tune.epochs, callbacks=[*callbacks, reporter]
+        model,
+        faceset,
+        config,
+        epochs=params.tune.epochs,
+        callbacks=[*callbacks, reporter],
+        growing=rung_faces(faceset["train"], params.tune, params.seed),
     )
     history["seconds"] = reporter.epoch_seconds[: len(history)]
     return TrialOutcome(
@@ -245,6 +280,14 @@ class Search:
             )
         return done
 
+    def rungs(self) -> list[tuple[int, int]]:
+        """(last epoch, training faces) of each rung, for the reports."""
+        train = self.faceset["train"]
+        return [
+            (end, len(faces))
+            for end, faces in rung_faces(train, self.params.tune, self.params.seed)
+        ]
+
     def _past_deadline(self) -> bool:
         if self.deadline is not None and time.monotonic() > self.deadline:
             log.info("tune.max_minutes reached: no new trial starts")
@@ -268,9 +311,7 @@ def open_search(
     tune = params.tune
     storage_url = resolve_storage(storage or tune.storage, layout.root)
     name = study_name or tune.study_name or default_study_name(params)
-    faceset = load_faceset(layout.processed)
-    if tune.train_fraction < 1:  # a search on a budget: every trial sees the same subset
-        faceset = {**faceset, "train": faceset["train"].sample(tune.train_fraction, params.seed)}
+    faceset = load_faceset(layout.processed)  # trials train on a share of it: rung_faces
     if not log.isEnabledFor(logging.DEBUG):  # Optuna's "Using an existing study"; ours below
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     with study_lock(storage_url, name):
@@ -369,6 +410,7 @@ def untracked_search(
         search.layout.tuning,
         storage or search.params.tune.storage,
         seconds=time.perf_counter() - started,
+        rungs=search.rungs(),
     )
     if histories:
         with atomic_path(search.layout.tuning / TRIAL_HISTORY) as staged:
@@ -383,9 +425,16 @@ def best_candidate(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
 
 
 def write_tuning_reports(
-    study: optuna.Study, out_dir: Path, storage_label: str, *, seconds: float
+    study: optuna.Study,
+    out_dir: Path,
+    storage_label: str,
+    *,
+    seconds: float,
+    rungs: Sequence[tuple[int, int]] = (),
 ) -> dict[str, Any]:
-    """best_params.json, summary.json, trials.csv and Optuna's plots, each written atomically."""
+    """best_params.json, summary.json, trials.csv, the rung-by-rung curves (rungs.csv and
+    rung_curves.png; `rungs` labels them: last epoch and training faces of each rung) and
+    Optuna's plots, each written atomically."""
     states = [t.state for t in study.trials]
     complete = states.count(optuna.trial.TrialState.COMPLETE)
     if complete == 0:
@@ -415,8 +464,25 @@ def write_tuning_reports(
     write_json(out_dir / "summary.json", summary)
     with atomic_path(out_dir / "trials.csv") as staged:
         study.trials_dataframe().to_csv(staged, index=False)
-    _save_plots(study, out_dir)
+    curves = rung_curves(study)
+    with atomic_path(out_dir / RUNGS) as staged:
+        curves.to_csv(staged, index=False)
+    _save_plots(study, out_dir, curves, rungs)
     return summary
+
+
+RUNGS = "rungs.csv"
+
+
+def rung_curves(study: optuna.Study) -> pd.DataFrame:
+    """Every finished trial's val accuracy epoch by epoch, as it reported it to the pruner:
+    where each trial stood at each rung, and where the pruned ones stopped."""
+    rows = [
+        {"trial": t.number, "state": t.state.name.lower(), "epoch": step, "val_accuracy": value}
+        for t in study.get_trials(deepcopy=False, states=FINISHED)
+        for step, value in sorted(t.intermediate_values.items())
+    ]
+    return pd.DataFrame(rows, columns=["trial", "state", "epoch", "val_accuracy"])
 
 
 #: Below this many complete trials, fANOVA importances mostly reflect which values happened
@@ -424,7 +490,37 @@ def write_tuning_reports(
 FEW_TRIALS_FOR_IMPORTANCE = 10
 
 
-def _save_plots(study: optuna.Study, out_dir: Path) -> None:
+def _draw_rung_curves(curves: pd.DataFrame, best: int, rungs: Sequence[tuple[int, int]]) -> Any:
+    """Val accuracy against epoch, a line per trial: the best bold, complete ones coloured,
+    pruned ones grey; a dotted line at each rung, labelled with the faces trained on."""
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    for (trial, state), rows in curves.groupby(["trial", "state"]):
+        style = (
+            {"color": "black", "linewidth": 2.5, "zorder": 3, "label": f"best: trial {trial}"}
+            if trial == best
+            else {"color": "0.7", "linewidth": 1}
+            if state == "pruned"
+            else {"linewidth": 1.2}
+        )
+        ax.plot(rows["epoch"], rows["val_accuracy"], marker=".", **style)
+    for end, _ in rungs[:-1]:
+        ax.axvline(end, color="0.5", linestyle=":", linewidth=1)
+    label = ", ".join(f"to epoch {end}: {faces:,} faces" for end, faces in rungs)
+    ax.set_title(f"Trials rung by rung (grey: pruned)\n{label}", loc="left", fontsize=9)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val accuracy")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def _save_plots(
+    study: optuna.Study,
+    out_dir: Path,
+    curves: pd.DataFrame,
+    rungs: Sequence[tuple[int, int]],
+) -> None:
     try:
         import matplotlib
     except ImportError:  # a bare GPU machine: the plots are drawn when the run is imported
@@ -436,6 +532,10 @@ def _save_plots(study: optuna.Study, out_dir: Path) -> None:
 
     complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     plots = {
+        "rung_curves.png": (
+            lambda _: _draw_rung_curves(curves, study.best_trial.number, rungs),
+            "",
+        ),
         "optimization_history.png": (optuna_plots.plot_optimization_history, ""),
         "param_importances.png": (
             optuna_plots.plot_param_importances,
