@@ -46,3 +46,35 @@ def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
     assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
     names = [a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "evaluation")]
     assert "evaluation/confusion_matrix.png" in names
+
+
+def test_a_model_trained_on_random_crops_is_also_scored_on_ten_crops(tiny_faceset, tmp_path):
+    """`tta_ten_crop` is the mean over the model's answers on the ten views; a model trained
+    on whole faces has no such entry."""
+    import numpy as np
+
+    from ferops.data.faceset import save_faceset
+    from ferops.pipeline.evaluate import classification_metrics, ten_crops
+
+    save_faceset(tiny_faceset, tmp_path / "processed")
+    reports = tmp_path / "reports"
+    for crop in (40, 48):
+        model = build_model(ModelSpec(width=4, depth=2, crop=crop))
+        model.save(tmp_path / "model.keras")
+        evaluate(
+            processed=tmp_path / "processed",
+            model_path=tmp_path / "model.keras",
+            run_file=None,
+            out_dir=reports / "evaluation",
+            metrics_path=reports / "metrics.json",
+            root=tmp_path,
+        )
+        on_disk = json.loads((reports / "metrics.json").read_text())
+        if crop == 48:
+            assert "tta_ten_crop" not in on_disk
+            continue
+        test = tiny_faceset["test"]
+        views = [model.predict(v, batch_size=256, verbose=0) for v in ten_crops(test.x, crop)]
+        expected = classification_metrics(test.y, np.mean(views, axis=0))
+        assert on_disk["tta_ten_crop"]["accuracy"] == pytest.approx(expected["accuracy"])
+        assert on_disk["tta_ten_crop"]["macro_f1"] == pytest.approx(expected["macro_f1"])

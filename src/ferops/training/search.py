@@ -83,18 +83,27 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
 
 
 def default_study_name(params: Params) -> str:
-    """Same data and search settings → same study (resumed); any change → a fresh study."""
+    """Same data and search settings → same study (resumed); any change → a fresh study.
+    Settings left at their defaults are not part of the name, so a setting that a newer
+    ferops adds does not orphan a study that is hours in."""
+    defaults = Params()
     settings = {
         "data": dataclasses.asdict(params.data),
         "seed": params.seed,
         "preprocess": dataclasses.asdict(params.preprocess),
-        "tune": dataclasses.asdict(params.tune)
+        "tune": _changed(params.tune, defaults.tune)
         | {"n_trials": None, "storage": None, "max_minutes": None},
-        "model": dataclasses.asdict(params.model),
-        "train": dataclasses.asdict(params.train),
+        "model": _changed(params.model, defaults.model),
+        "train": _changed(params.train, defaults.train),
     }
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     return f"{experiment_name(params.data)}-{digest[:8]}"
+
+
+def _changed(settings: Any, defaults: Any) -> dict[str, Any]:
+    """The fields of dataclass `settings` that differ from `defaults`."""
+    given, default = dataclasses.asdict(settings), dataclasses.asdict(defaults)
+    return {key: value for key, value in given.items() if value != default[key]}
 
 
 def resolve_storage(url: str, root: Path) -> str:
