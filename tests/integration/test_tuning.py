@@ -12,8 +12,11 @@ import optuna
 import pandas as pd
 import pytest
 
+# Prefect sets up logging when it is imported: here, not inside a test, or it drops the handler
+# that caplog has just put on the root logger.
 from ferops.data.faceset import save_faceset
 from ferops.kernel.config import load_params
+from ferops.pipeline.tune import run_trial, suggest
 from tests.helpers import set_params, tiny_params_file
 
 
@@ -89,7 +92,6 @@ def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_api):
 def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset, caplog):
     import logging
 
-    from ferops.pipeline.tune import run_trial, suggest
     from ferops.training.tracking import use_experiment
 
     params = load_params(project / "params.yaml")
@@ -116,6 +118,12 @@ def test_a_trial_below_the_pruning_threshold_stops_early(project, tiny_faceset, 
         and m.endswith(": pruned")
         for m in said
     ), said
+    # A trial that trained all its epochs completes, however it compares.
+    last = dataclasses.replace(params, tune=dataclasses.replace(params.tune, epochs=1))
+    final = study.ask()
+    candidate = suggest(final, params.tune.space)
+    outcome = run_trial.fn(final, candidate, tiny_faceset, last, parent, experiment_id, "worker")
+    assert not outcome.pruned and outcome.epochs == 1
 
 
 def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefect_api, monkeypatch):
@@ -212,7 +220,6 @@ def test_trials_score_raw_weights_even_when_training_averages_them(
     import mlflow
 
     import ferops.training.fit as training
-    from ferops.pipeline.tune import run_trial, suggest
     from ferops.training.tracking import use_experiment
 
     params = load_params(project / "params.yaml")

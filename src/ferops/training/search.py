@@ -190,7 +190,9 @@ class ReportToOptuna(training.LogEpochs):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.trial.report(float((logs or {})["val_accuracy"]), step=epoch + 1)
-        if self.trial.should_prune():
+        # After its last epoch a trial has nothing left to save: it completes (Hyperband's top
+        # rung would otherwise mark trials pruned that trained as long as the winner).
+        if epoch + 1 < self.epochs and self.trial.should_prune():
             self.pruned = True
             self.model.stop_training = True
         super().on_epoch_end(epoch, logs)
