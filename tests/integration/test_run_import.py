@@ -7,6 +7,7 @@ import json
 
 import mlflow
 import optuna
+import pandas as pd
 import pytest
 
 from ferops.data.faceset import save_faceset
@@ -19,7 +20,7 @@ from tests.helpers import REPO, tiny_profile_file
 def test_an_untracked_search_and_training_run_are_imported_once(
     tmp_path, tiny_faceset, monkeypatch
 ):
-    from ferops.ops.run_import import import_runs
+    from ferops.ops.run_import import import_runs, rungs_of
     from ferops.pipeline import train as train_stage
     from ferops.training.search import untracked_search
 
@@ -55,5 +56,9 @@ def test_an_untracked_search_and_training_run_are_imported_once(
         study_name=summary["study"], storage=f"sqlite:///{tmp_path / 'optuna.db'}"
     )
     assert len(stored.trials) == 3
+    # The profile's rungs grow in faces; the import draws their curves from the histories.
+    rungs = rungs_of(pd.read_csv(layout.tuning / "trial_history.csv"))
+    assert [end for end, _ in rungs] == [1, 2] and rungs[0][1] < rungs[1][1]
+    assert (layout.tuning / "rung_curves.png").stat().st_size > 0
     with pytest.raises(ConfigError, match="already"):
         import_runs(params, layout)
