@@ -121,7 +121,9 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
     assert epochs_seen == [0, 1, 2]  # epoch 3 only, the second time
     assert list(result.history["epoch"]) == [1, 2, 3]
     assert (tmp_path / "model.keras").is_file() and not (tmp_path / "state").exists()
-    assert json.loads((tmp_path / "training" / "run.json").read_text())["run_id"] == ""
+    record = json.loads((tmp_path / "training" / "run.json").read_text())
+    assert record["run_id"] == ""
+    assert record["timing"]["epochs_trained"] == 1  # the speed is this process's own epoch's
 
 
 def test_a_second_trainer_on_the_same_state_is_refused_naming_the_owner(

@@ -145,6 +145,20 @@ def test_attention_blocks_close_the_stages_the_placement_names(variant, placemen
     assert not [layer for layer in none.layers if layer.name.endswith("_attention")]
 
 
+@pytest.mark.parametrize("attention", ["spatial", "cbam"])
+def test_a_model_saved_in_mixed_precision_loads_back_whole(attention, tmp_path):
+    """The train stage reloads its best epoch, saved under mixed_bfloat16: the attention
+    blocks' inner layers must come back in that policy (a spatial one did not, and a FER2013
+    run failed after its last epoch)."""
+    from ferops.models.builders import build_model_under
+
+    spec = ModelSpec(variant="res_attention_cnn", attention=attention, width=8, depth=2)
+    model, _ = build_model_under("mixed_bfloat16", spec)
+    model.save(tmp_path / "bf16.keras")
+    loaded = keras.models.load_model(tmp_path / "bf16.keras")
+    np.testing.assert_array_equal(loaded(FACES), model(FACES))
+
+
 def test_the_full_resolution_variants_keep_48x48_in_their_first_stage():
     vgg = build_model(ModelSpec(variant="vgg_attention_cnn", width=8, depth=3, blocks=2))
     assert tuple(vgg.get_layer("s0_conv1").output.shape[1:3]) == (48, 48)

@@ -22,7 +22,11 @@ class SpatialAttention(layers.Layer):
     def __init__(self, kernel_size: int = 7, **kwargs) -> None:
         super().__init__(**kwargs)
         self.kernel_size = kernel_size
-        self.conv = layers.Conv2D(1, kernel_size, padding="same", activation="sigmoid")
+        # Sublayers take this layer's dtype policy: a model saved in mixed precision must load
+        # back with its attention map in the dtype of the features it multiplies.
+        self.conv = layers.Conv2D(
+            1, kernel_size, padding="same", activation="sigmoid", dtype=self.dtype_policy
+        )
 
     def build(self, input_shape) -> None:
         self.conv.build((*input_shape[:-1], 2))
@@ -55,8 +59,8 @@ class ChannelAttention(layers.Layer):
     def build(self, input_shape) -> None:
         channels = int(input_shape[-1])
         hidden = max(channels // self.reduction, 4)
-        self.squeeze = layers.Dense(hidden, activation="relu")
-        self.excite = layers.Dense(channels)
+        self.squeeze = layers.Dense(hidden, activation="relu", dtype=self.dtype_policy)
+        self.excite = layers.Dense(channels, dtype=self.dtype_policy)
         self.squeeze.build((None, channels))
         self.excite.build((None, hidden))
         super().build(input_shape)
@@ -79,8 +83,8 @@ class CBAM(layers.Layer):
         super().__init__(**kwargs)
         self.reduction = reduction
         self.kernel_size = kernel_size
-        self.channel = ChannelAttention(reduction)
-        self.spatial = SpatialAttention(kernel_size)
+        self.channel = ChannelAttention(reduction, dtype=self.dtype_policy)
+        self.spatial = SpatialAttention(kernel_size, dtype=self.dtype_policy)
 
     def build(self, input_shape) -> None:
         self.channel.build(input_shape)

@@ -120,7 +120,7 @@ def train(
             history["epoch"] = np.arange(1, len(history) + 1)
             best_epoch = keras.models.load_model(state_dir / "best.keras")
             best = float32_copy(best_epoch, spec, params.seed)
-            images = len(faceset["train"]) * max(1, len(history) - epochs_before)
+            trained = len(history) - epochs_before  # this process's epochs, not a resumed run's
             metrics = {
                 "best_val_accuracy": float(history["val_accuracy"].max()),
                 "best_epoch": int(history["val_accuracy"].idxmax()) + 1,
@@ -130,10 +130,11 @@ def train(
             # Wall-clock figures vary from machine to machine and run to run: MLflow and
             # run.json keep them; the DVC metrics file holds what the model is, so
             # `dvc metrics diff` compares models, not machines.
-            timing = {
-                "seconds": round(seconds, 1),
-                "train_images_per_second": round(images / seconds, 1),
-            }
+            timing = {"seconds": round(seconds, 1), "epochs_trained": trained}
+            if trained:  # a run resumed after its last epoch trained none: no speed to report
+                timing["train_images_per_second"] = round(
+                    len(faceset["train"]) * trained / seconds, 1
+                )
             preprocessing = Preprocessing.load(processed / PREPROCESSING_FILE)
             write_outputs(best, preprocessing, history, metrics, model_path, report_dir)
             run_record = {
