@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from ferops.kernel.config import TuneConfig, parse_params
-from ferops.training.search import default_study_name, rung_ends
+from ferops.training.search import TRIAL_TRAIN_SETTINGS, default_study_name, rung_ends
+from tests.helpers import REPO
 
 
 def test_study_names_follow_real_changes_and_not_settings_left_at_their_defaults():
@@ -22,9 +24,20 @@ def test_study_names_follow_real_changes_and_not_settings_left_at_their_defaults
         {"seed": 7},
     ):
         assert default_study_name(parse_params(changed)) != name, changed
-    # How long the search runs and where it is stored are not what it searches.
+    # How long the search runs and where it is stored are not what it searches, and the final
+    # run's length, early stopping and averaging are not what a trial trains with.
     budget = {"tune": {"n_trials": 40, "max_minutes": 5, "storage": "sqlite:///other.db"}}
     assert default_study_name(parse_params(budget)) == name
+    final_run = {"train": {"epochs": 200, "patience": 50, "use_tuned": False, "ema": True}}
+    assert default_study_name(parse_params(final_run)) == name
+    assert default_study_name(parse_params({"train": {"batch_size": 32}})) != name
+
+
+def test_the_tune_stage_depends_on_the_train_settings_a_trial_uses_and_no_others():
+    """So that a longer final run (train.epochs) does not make `dvc repro` redo the search."""
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["tune"]
+    train = {p.removeprefix("train.") for p in stage["params"] if p.startswith("train.")}
+    assert train == set(TRIAL_TRAIN_SETTINGS) and "train" not in stage["params"]
 
 
 @pytest.mark.parametrize(

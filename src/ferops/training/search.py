@@ -29,7 +29,7 @@ import optuna
 import pandas as pd
 
 from ferops.data.faceset import FaceSet, Split, load_faceset
-from ferops.kernel.config import Params, SearchSpace, TuneConfig, load_params
+from ferops.kernel.config import Params, SearchSpace, TrainConfig, TuneConfig, load_params
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.files import atomic_path, write_json
 from ferops.kernel.layout import Layout
@@ -82,11 +82,22 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
     return candidate
 
 
+# The train.* settings a trial trains with; not the final run's length and early stopping,
+# whether `train` takes the tuned values, or EMA (trials score raw weights). The tune stage
+# depends on these alone (dvc.yaml), so a longer final run does not redo the search.
+TRIAL_TRAIN_SETTINGS = tuple(
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if f.name not in {"epochs", "patience", "use_tuned", "ema"}
+)
+
+
 def default_study_name(params: Params) -> str:
     """Same data and search settings → same study (resumed); any change → a fresh study.
     Settings left at their defaults are not part of the name, so a setting that a newer
     ferops adds does not orphan a study that is hours in."""
     defaults = Params()
+    train = _changed(params.train, defaults.train)
     settings = {
         "data": dataclasses.asdict(params.data),
         "seed": params.seed,
@@ -94,7 +105,7 @@ def default_study_name(params: Params) -> str:
         "tune": _changed(params.tune, defaults.tune)
         | {"n_trials": None, "storage": None, "max_minutes": None},
         "model": _changed(params.model, defaults.model),
-        "train": _changed(params.train, defaults.train),
+        "train": {k: v for k, v in train.items() if k in TRIAL_TRAIN_SETTINGS},
     }
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
     return f"{experiment_name(params.data)}-{digest[:8]}"
