@@ -209,9 +209,10 @@ def test_the_retrain_command_ends_a_failure_with_one_line_naming_stage_and_cause
     finally:
         (project / "params.yaml").write_text(params_before)
     assert quiet.returncode == 1 and "Traceback" not in quiet.stderr
-    last = quiet.stderr.strip().splitlines()[-1]  # tune is the first stage that reads train.*
+    # train is the first stage to run: tune depends only on the train.* settings trials use
+    last = quiet.stderr.strip().splitlines()[-1]
     assert last == (
-        "error: retraining failed at stage 'tune': params.yaml: unknown key train.epoch; "
+        "error: retraining failed at stage 'train': params.yaml: unknown key train.epoch; "
         "did you mean train.epochs? (the champion alias was not touched) (-v for the traceback)"
     )
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
