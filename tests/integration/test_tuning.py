@@ -167,8 +167,8 @@ def test_a_budget_search_trains_every_trial_on_the_same_balanced_subset(project,
 def test_hyperband_rungs_grow_the_training_share_as_well_as_the_epochs(
     project, tiny_faceset, monkeypatch
 ):
-    """Rungs at 1, 3 and 9 epochs on 1/9, 1/3 and all of the faces: each rung's faces hold
-    the previous rung's, every class stays in, and a trial trains on them in that order."""
+    """Rungs at 1, 3 and 9 epochs on 12 %, about a third and all of the faces: each rung's
+    faces hold the previous rung's, every class stays in, and a trial trains on them in order."""
     import ferops.training.fit as training
     from ferops.training.search import rung_ends, rung_faces, train_trial
 
