@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES
+from ferops.kernel.model_spec import FACE_SIZE
 
-FACE_SIZE = 48
 _CANVAS = 96  # drawn at 2x, then warped down, for smooth anti-aliased strokes
 _SHIFT = 4  # cv2 sub-pixel bits: coordinates are multiplied by 2**_SHIFT
 

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 
 from ferops.kernel.errors import DataError
+from ferops.kernel.model_spec import FACE_SIZE
 
-FACE_SIZE = 48
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 
 
