@@ -15,7 +15,7 @@ import cv2
 import keras
 import numpy as np
 
-SIZE = 48
+from ferops.kernel.model_spec import FACE_SIZE
 
 
 def augment_faces(faces: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -25,11 +25,15 @@ def augment_faces(faces: np.ndarray, rng: np.random.Generator, strength: float) 
     for k, face in enumerate(faces):
         angle = rng.uniform(-15, 15) * s
         scale = 1 + rng.uniform(-0.15, 0.15) * s
-        shift = rng.uniform(-0.1, 0.1, size=2) * SIZE * s
-        matrix = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), angle, scale)
+        shift = rng.uniform(-0.1, 0.1, size=2) * FACE_SIZE * s
+        matrix = cv2.getRotationMatrix2D((FACE_SIZE / 2, FACE_SIZE / 2), angle, scale)
         matrix[:, 2] += shift
         warped = cv2.warpAffine(
-            face, matrix, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+            face,
+            matrix,
+            (FACE_SIZE, FACE_SIZE),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT_101,
         ).astype(np.float32)
         if rng.random() < 0.5:
             warped = warped[:, ::-1]
@@ -37,11 +41,11 @@ def augment_faces(faces: np.ndarray, rng: np.random.Generator, strength: float) 
         warped = (warped - mean) * (1 + rng.uniform(-0.25, 0.25) * s) + mean
         warped += rng.uniform(-20, 20) * s
         if rng.random() < 0.5 * s:  # random erasing: a patch of 2-20% of the face
-            area = rng.uniform(0.02, 0.2) * SIZE * SIZE
+            area = rng.uniform(0.02, 0.2) * FACE_SIZE * FACE_SIZE
             ratio = math.exp(rng.uniform(math.log(0.3), math.log(3.3)))
-            h = min(SIZE, round(math.sqrt(area * ratio)))
-            w = min(SIZE, round(math.sqrt(area / ratio)))
-            top, left = rng.integers(0, SIZE - h + 1), rng.integers(0, SIZE - w + 1)
+            h = min(FACE_SIZE, round(math.sqrt(area * ratio)))
+            w = min(FACE_SIZE, round(math.sqrt(area / ratio)))
+            top, left = rng.integers(0, FACE_SIZE - h + 1), rng.integers(0, FACE_SIZE - w + 1)
             warped[top : top + h, left : left + w] = rng.uniform(0, 255)
         out[k] = np.clip(warped, 0, 255).astype(np.uint8)
     return out
