@@ -171,9 +171,9 @@ def our_runtimes(
     files: ModelFiles, params: Params, root: Path, faces: np.ndarray, work: Path
 ) -> tuple[dict[str, FaceClassifier], str]:
     """Our model in each runtime, each applying the contrast normalisation the model was
-    trained with (part of every call, as in `ferops predict`), and which of them `ferops
-    stream` would run. A Keras model is exported here (float32 ONNX, int8 ONNX, LiteRT); a model
-    shipped as an ONNX file only (the fast model) runs as shipped."""
+    trained with (part of every call, as in `ferops predict`), and the fastest of them, which
+    the last table streams. A Keras model is exported here (float32 ONNX, int8 ONNX, LiteRT); a
+    model shipped as an ONNX file only (the fast model) runs as shipped."""
     if files.keras is None:
         if files.onnx is None:
             raise SystemExit(f"{files.source}: needs a .keras or .onnx file")
