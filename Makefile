@@ -11,7 +11,7 @@ export PREFECT_HOME ?= $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install repro test test-fast lint format lock serve clean
+.PHONY: install repro test test-fast lint format lock serve relocate clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/dvc config --local plots.html_template $(BIN)/../share/ferops/web/dvc-plots.html
 	touch $@
 
+## After copying or moving the project folder: point mlflow.db, .venv and DVC's local config
+## here. This folder's src/ goes first: until then the copy's .venv imports the old folder's.
+relocate:
+	PYTHONPATH=$(abspath src) $(BIN)/python -m ferops relocate
+
 ## Run the whole pipeline (dvc repro) on params.yaml; the default is synthetic data.
 repro: install
 	dvc repro
@@ -37,8 +42,9 @@ repro: install
 PORT ?= 5001
 MODEL ?= models:/fer-attention-cnn@champion
 serve: install
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)} \
-	  mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
+	@export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)}; \
+	  ferops registry check "$(MODEL)" && \
+	  exec mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 
 ## CI's command: lint and import contracts, then every tier, with line coverage of src/
 ## and the 15 slowest tests at the end. One pytest worker per CPU; each takes whole test

@@ -19,6 +19,7 @@ Everything here is light: TensorFlow loads only when a stage or a Keras model ne
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,13 @@ import cv2
 import numpy as np
 
 from ferops.imaging.faces import FaceDetector
-from ferops.inference.photos import FaceResult, analyse, analyse_whole, read_photo
+from ferops.inference.photos import (
+    FaceResult,
+    analyse,
+    analyse_whole,
+    photo_paths,
+    read_photo,
+)
 from ferops.inference.resolve import project_for, resolve_classifier
 from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
@@ -34,6 +41,7 @@ from ferops.kernel.config import load_params
 from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.errors import DataError
 from ferops.kernel.layout import Layout
+from ferops.kernel.quiet import quiet_libraries
 from ferops.pipeline import stage
 
 
@@ -44,7 +52,8 @@ class EmotionRecognizer:
     FER2013 models: accurate, or fast int8); None: the champion of the project
     at `root` (default: the nearest folder at or above the current one with a params.yaml),
     or the shipped FER2013 model when there is no project, no champion, or a champion that
-    learned from synthetic faces. `model` (the attribute) says which one answers."""
+    learned from synthetic faces. `model` (the attribute) says which one answers. Quiet
+    like the `ferops` commands: `verbose=True` lets TensorFlow and MLflow print."""
 
     def __init__(
         self,
@@ -53,7 +62,10 @@ class EmotionRecognizer:
         root: Path | str | None = None,
         runtime: str = "auto",
         detector: Path | None = None,
+        verbose: bool = False,
     ) -> None:
+        if not verbose:  # as the `ferops` commands: no TensorFlow start-up or MLflow notes
+            quiet_libraries()
         name = None if model is None else str(model)
         layout, register = project_for(name, None if root is None else Path(root))
         self.classifier = resolve_classifier(
@@ -76,15 +88,21 @@ class EmotionRecognizer:
         seven probabilities, the top emotion and its probability. `image`: a file path, a
         numpy array as OpenCV holds it (grey, or BGR) or a PIL image."""
         faces = analyse(as_bgr(image), self.detector, self.classifier)
-        return [
-            {
-                "box": [face.box.x, face.box.y, face.box.w, face.box.h],
-                "emotions": dict(zip(EMOTIONS, map(float, face.probabilities), strict=True)),
-                "emotion": face.emotion,
-                "confidence": face.confidence,
-            }
-            for face in faces
-        ]
+        return [face_record(face) for face in faces]
+
+    def analyze_photos(self, *paths: Path | str) -> PhotoBatch:
+        """Every face in many photos: files, or folders (every image under them, sorted). An
+        unreadable photo does not stop the batch; it is listed in `.failed` with the reason."""
+        batch = PhotoBatch(faces=[], failed={})
+        for photo in photo_paths([Path(p) for p in paths]):
+            try:
+                image = read_photo(photo)
+            except DataError as exc:
+                batch.failed[str(photo)] = str(exc)
+                continue
+            for face in analyse(image, self.detector, self.classifier):
+                batch.faces.append({"photo": str(photo), **face_record(face)})
+        return batch
 
     def analyze_video(
         self, path: Path | str, *, max_frames: int | None = None, smoothing: float = 0.6
@@ -104,6 +122,24 @@ class EmotionRecognizer:
                 smoothing=smoothing,
             )
             return pd.read_csv(timeline)
+
+
+@dataclass
+class PhotoBatch:
+    """What `EmotionRecognizer.analyze_photos` found: a record per face (with its `photo`),
+    and the photos that could not be read, each with the reason."""
+
+    faces: list[dict[str, Any]]
+    failed: dict[str, str]
+
+
+def face_record(face: FaceResult) -> dict[str, Any]:
+    return {
+        "box": [face.box.x, face.box.y, face.box.w, face.box.h],
+        "emotions": dict(zip(EMOTIONS, map(float, face.probabilities), strict=True)),
+        "emotion": face.emotion,
+        "confidence": face.confidence,
+    }
 
 
 def as_bgr(image: Any) -> np.ndarray:
@@ -130,10 +166,17 @@ def run_stage(name: str, root: Path | str = ".", **options: Any) -> Any:
 
 
 def classifier(
-    model: str | Path | None = None, *, root: Path | str = ".", runtime: str = "auto"
+    model: str | Path | None = None,
+    *,
+    root: Path | str = ".",
+    runtime: str = "auto",
+    verbose: bool = False,
 ) -> FaceClassifier:
     """A .keras/.onnx/.tflite file or a models:/ URI; None: the champion, else the shipped
-    model. `runtime`: auto (ONNX Runtime when there), onnx, litert or keras."""
+    model. `runtime`: auto (ONNX Runtime when there), onnx, litert or keras. `verbose`: let
+    TensorFlow and MLflow print what they print (quiet by default, as the commands are)."""
+    if not verbose:
+        quiet_libraries()
     layout = Layout(Path(root))
     params = load_params(layout.params)
     name = None if model is None else str(model)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,14 +20,23 @@ import typer
 
 from ferops import __version__
 from ferops.imaging.faces import FaceDetector
-from ferops.inference.photos import analyse, analyse_whole, draw, read_photo
-from ferops.inference.resolve import project_for, resolve_classifier, resolve_model
+from ferops.inference.photos import analyse, analyse_whole, draw, photo_paths, read_photo
+from ferops.inference.resolve import (
+    SYNTHETIC,
+    project_for,
+    registered_version,
+    resolve_classifier,
+    resolve_model,
+    synthetic_warning,
+)
 from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
 from ferops.kernel.config import Params, apply_profile, load_params
 from ferops.kernel.errors import FeropsError
 from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout
 from ferops.kernel.local_store import relocate as relocate_store
+from ferops.kernel.moved_venv import VENV
+from ferops.kernel.moved_venv import repair as repair_venv
 from ferops.kernel.process import die_with_parent
 from ferops.kernel.quiet import import_tensorflow_quietly, quiet_libraries
 from ferops.ops.prefect_setup import prefect_defaults, server_start_failure
@@ -189,7 +199,11 @@ DetectorOption = Annotated[
 @app.command()
 def predict(
     photos: Annotated[
-        list[Path], typer.Argument(help="Photos (any size or colour).", metavar="PHOTO...")
+        list[Path],
+        typer.Argument(
+            help="Photos (any size or colour), or folders: every image under them.",
+            metavar="PHOTO|FOLDER...",
+        ),
     ],
     model: ModelOption = None,
     runtime: RuntimeOption = "auto",
@@ -209,15 +223,27 @@ def predict(
     ] = False,
     root: ProjectOption = None,
 ) -> None:
-    """Find every face in each photo and name its emotion (box, confidence, 7 probabilities)."""
+    """Find every face in each photo and name its emotion (box, confidence, 7 probabilities).
+
+    Every readable photo is answered; an unreadable one is named and the command exits 1 at
+    the end."""
     if annotate is not None and annotate.exists() and not annotate.is_dir():
         _fail(f"--annotate {annotate}: is a file; give a folder to write annotated copies to")
+    paths = photo_paths(photos)
+    if not paths:
+        _fail(f"no images in {', '.join(map(str, photos))}")
     classifier = _classifier(root, model, runtime)
     finder = None if whole else _guard(lambda: FaceDetector(detector))
     records = []
+    failed: list[str] = []
     written: set[str] = set()
-    for photo in photos:
-        image = _guard(lambda photo=photo: read_photo(photo))
+    for photo in paths:
+        try:
+            image = read_photo(photo)
+        except FeropsError as exc:
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            failed.append(str(photo))
+            continue
         results = analyse_whole(image, classifier) if whole else analyse(image, finder, classifier)
         if not results:
             typer.echo(f"{photo}: no face found", err=True)
@@ -237,8 +263,12 @@ def predict(
     elif records:
         typer.echo(_table(records))
     typer.echo(
-        f"{classifier.runtime} runtime, {len(records)} face(s) in {len(photos)} photo(s)", err=True
+        f"{classifier.runtime} runtime, {len(records)} face(s) in "
+        f"{len(paths) - len(failed)} photo(s)",
+        err=True,
     )
+    if failed:
+        _fail(f"{len(failed)} of {len(paths)} photo(s) could not be read: {', '.join(failed)}")
 
 
 def annotated_name(photo: Path, taken: set[str]) -> str:
@@ -403,16 +433,24 @@ def import_runs(root: RootOption = Path()) -> None:
 
 @app.command()
 def relocate(root: RootOption = Path()) -> None:
-    """Point the project's MLflow store (mlflow.db) at this folder after copying or moving
-    the project; MLflow records artifact locations as absolute paths."""
+    """Point the project at this folder after copying or moving it: mlflow.db's artifact
+    locations, the .venv's editable install and scripts, DVC's local config. Run it as `make
+    relocate`: the copy's own `ferops` still runs the old folder's code until it is done."""
+    root = root.resolve()
     db = root / DEFAULT_TRACKING_DB
-    if not db.is_file():
-        _fail(f"{db}: no MLflow store here (is --root the project folder?)")
-    moved = relocate_store(db)
-    if moved.old_root is None:
-        typer.echo(f"{db}: already points at {moved.new_root}; nothing to do")
-    else:
+    if not db.is_file() and not (root / VENV).is_dir():
+        _fail(f"{root}: no mlflow.db and no .venv here (is --root the project folder?)")
+    venv = repair_venv(root)
+    if venv.old_root is not None:
+        typer.echo(
+            f".venv and .dvc/config.local: {len(venv.files)} file(s) moved from "
+            f"{venv.old_root} to here"
+        )
+    moved = relocate_store(db) if db.is_file() else None
+    if moved is not None and moved.old_root is not None:
         typer.echo(f"{db}: {moved.rows} artifact locations moved from {moved.old_root} to here")
+    if venv.old_root is None and (moved is None or moved.old_root is None):
+        typer.echo(f"{root}: already points here; nothing to do")
 
 
 @app.command("tune-worker")
@@ -453,6 +491,7 @@ app.add_typer(registry, name="registry")
 @registry.command("import-pretrained")
 def import_pretrained(root: RootOption = Path()) -> None:
     """Register the shipped pretrained FER2013 model as models:/fer2013-pretrained@champion."""
+    import_tensorflow_quietly()  # the model is loaded to export and check it: no C++ lines
     # Deferred on purpose: MLflow and Keras load only for the commands that use them.
     from ferops.registry.pretrained import import_pretrained as run_import
 
@@ -461,6 +500,23 @@ def import_pretrained(root: RootOption = Path()) -> None:
     outcome = _guard(lambda: run_import(params, layout))
     typer.echo(f"registered {outcome['model_name']} version {outcome['version']}")
     typer.echo(f"serve it: mlflow models serve -m {outcome['model_uri']} --env-manager local")
+
+
+@registry.command("check")
+def check(
+    model: Annotated[str, typer.Argument(help="A models:/NAME@ALIAS or models:/NAME/VERSION URI.")],
+    root: RootOption = Path(),
+) -> None:
+    """Say which version MODEL names and what it learned from, before serving it (`make
+    serve` runs this): one line; a warning for a synthetic model; an error that lists the
+    aliases and versions there are when MODEL is not in the registry."""
+    tracking = os.environ.get("MLFLOW_TRACKING_URI") or Layout(root).tracking_uri
+    found = _guard(lambda: registered_version(model, tracking))
+    accuracy = "" if found.test_accuracy is None else f", test accuracy {found.test_accuracy:.3f}"
+    if found.trained_on == SYNTHETIC:
+        typer.secho(synthetic_warning(found.source), fg=typer.colors.YELLOW, err=True)
+    else:
+        typer.echo(f"{found.source}: trained on {found.trained_on or 'unrecorded data'}{accuracy}")
 
 
 def _params(layout: Layout) -> Params:

@@ -16,7 +16,14 @@ from ferops.cli import app
 from ferops.data.faceset import save_faceset
 from ferops.data.scenes import paste, scene
 from ferops.kernel.config import load_params
-from tests.helpers import detectable, register_in, tiny_params_file, trained_model
+from tests.helpers import (
+    REPO,
+    detectable,
+    register_in,
+    run,
+    tiny_params_file,
+    trained_model,
+)
 
 CHAMPION = "models:/fer-attention-cnn@champion"
 
@@ -99,3 +106,31 @@ def test_the_shipped_models_are_asked_for_by_name_from_anywhere(project, tmp_pat
     assert accurate.exit_code == 0, accurate.output
     assert {m.split(" (")[0] for m in models_in(accurate)} == {"the shipped FER2013 model"}
     assert EmotionRecognizer("fast").model == model
+
+
+def test_a_missing_alias_is_named_with_the_aliases_and_versions_there_are(project):
+    missing = predict(project, str(project / "photo.png"), "--model", f"{CHAMPION[:-8]}production")
+    assert missing.exit_code == 1
+    assert (
+        "error: models:/fer-attention-cnn@production: model 'fer-attention-cnn' has no alias "
+        "'production'; its aliases: @champion → version 1; latest versions: 1"
+    ) in missing.output
+    assert "Traceback" not in missing.output and "make repro" not in missing.output
+    unknown = predict(project, str(project / "photo.png"), "--model", "models:/fer-atention-cnn/1")
+    assert "no model named 'fer-atention-cnn'; it holds fer-attention-cnn" in unknown.output
+
+
+def test_make_serve_checks_the_model_first_in_one_line(project):
+    """`make serve` names a missing alias in one line instead of MLflow's traceback, and
+    warns, in one line, that a synthetic champion is no model for real faces."""
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    missing = run(["make", "-s", "serve", f"MODEL={CHAMPION[:-8]}production"], REPO, False, env)
+    assert missing.returncode != 0
+    errors = [line for line in missing.stderr.splitlines() if not line.startswith("make")]
+    assert len(errors) == 1 and "has no alias 'production'" in errors[0], missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    checked = run(["ferops", "registry", "check", CHAMPION], project, env=env)
+    (warning,) = checked.stderr.splitlines()
+    assert warning.startswith("warning: models:/fer-attention-cnn/1 (@champion) learned from")
+    assert "synthetic faces" in warning and "fer2013-pretrained@champion" in warning

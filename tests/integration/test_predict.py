@@ -73,3 +73,35 @@ def test_predict_lists_every_face_annotates_and_matches_the_classifier(
     assert into_file.exit_code == 1
     assert "--annotate" in into_file.output and "is a file" in into_file.output
     assert "Traceback" not in into_file.output
+
+
+def test_predict_answers_every_readable_photo_and_folder_then_fails_naming_the_bad_one(
+    tmp_path, tiny_faceset, keras_model_file
+):
+    from ferops.api import EmotionRecognizer
+
+    (face,) = detectable(tiny_faceset, 1)
+    good, bad = tmp_path / "good.jpg", tmp_path / "bad.jpg"
+    image = scene()
+    paste(image, face, 200, 150)
+    cv2.imwrite(str(good), image)
+    bad.write_bytes(b"not a jpeg at all")
+    folder = tmp_path / "folder"
+    (folder / "nested").mkdir(parents=True)
+    for path in (folder / "b.png", folder / "nested" / "a.png"):
+        cv2.imwrite(str(path), image)
+    (folder / "notes.txt").write_text("not an image, not a photo: skipped inside a folder")
+
+    args = ["predict", str(bad), str(good), str(folder), "--model", str(keras_model_file)]
+    result = CliRunner().invoke(app, [*args, "--json"])
+
+    assert result.exit_code == 1, result.output
+    answered = [json.loads(line)["photo"] for line in result.stdout.splitlines() if line[:1] == "{"]
+    # Every readable photo answered, a folder's images recursively in sorted order.
+    assert answered == [str(good), str(folder / "b.png"), str(folder / "nested" / "a.png")]
+    assert f"{bad}: not a readable image" in result.output
+    assert result.output.rstrip().endswith(f"1 of 4 photo(s) could not be read: {bad}")
+
+    batch = EmotionRecognizer(keras_model_file).analyze_photos(bad, good, folder)
+    assert [face["photo"] for face in batch.faces] == answered
+    assert list(batch.failed) == [str(bad)] and "not a readable image" in batch.failed[str(bad)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import cv2
 from typer.testing import CliRunner
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from ferops.cli import app
 from ferops.data.scenes import paste, scene
 from ferops.models import shipped as pretrained
-from tests.helpers import REPO, detectable
+from tests.helpers import REPO, detectable, run
 
 
 def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset, monkeypatch):
@@ -57,3 +58,26 @@ def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset
     answer = served.predict(pd.DataFrame({"pixels": [" ".join(map(str, face.ravel()))]}))
     assert answer["emotion"][0] == record["emotion"]
     assert abs(answer["p_happy"][0] - record["p_happy"]) < 1e-3
+
+
+def test_import_pretrained_and_the_python_api_keep_library_chatter_off_the_terminal(
+    tmp_path, tiny_faceset
+):
+    """No TensorFlow start-up lines, MLflow notes or download bars: only ferops' own lines
+    (as the stages); a fresh process each, as a user runs them."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    imported = run(["ferops", "registry", "import-pretrained"], tmp_path, env=env)
+    assert "registered fer2013-pretrained version 1" in imported.stdout
+    assert [line for line in imported.stderr.splitlines() if " INFO ferops." not in line] == []
+
+    image = scene()
+    paste(image, detectable(tiny_faceset, 1)[0], 200, 150, 150)
+    cv2.imwrite(str(tmp_path / "face.png"), image)
+    code = (
+        "from ferops import EmotionRecognizer\n"
+        "recognizer = EmotionRecognizer()\n"  # the shipped Keras model: TensorFlow loads
+        "print(len(recognizer.detect_emotions('face.png')))\n"
+    )
+    api = run([sys.executable, "-c", code], tmp_path, env=env)
+    assert api.stdout.strip() == "1" and api.stderr == ""

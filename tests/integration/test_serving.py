@@ -112,7 +112,7 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(tmp_path / "server.log").open("w"),
         start_new_session=True,
     )
     try:
@@ -124,6 +124,9 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
             except OSError:
                 assert server.poll() is None, "the server exited"
                 time.sleep(1)
+        # The model learned from synthetic faces: the server says so once, at start-up.
+        log = (tmp_path / "server.log").read_text()
+        assert log.count("learned from synthetic faces") == 1, log
         faces = tiny_faceset["test"].x[:4]
         mlflow.set_tracking_uri(uri)
         served = mlflow.pyfunc.load_model("models:/fer-serve-test@champion")

@@ -26,6 +26,7 @@ def test_a_copied_store_is_refused_then_relocated_to_the_copy(tmp_path, monkeypa
     with mlflow.start_run():
         (tmp_path / "note.txt").write_text("from the original")
         mlflow.log_artifact(str(tmp_path / "note.txt"))
+        mlflow.set_tag("ferops.optuna_storage", f"sqlite:///{original / 'optuna.db'}")
         run_id = mlflow.active_run().info.run_id
 
     copy = tmp_path / "copy"
@@ -45,5 +46,7 @@ def test_a_copied_store_is_refused_then_relocated_to_the_copy(tmp_path, monkeypa
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     note = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="note.txt")
     assert Path(note).read_text() == "from the original"
+    storage = mlflow.MlflowClient().get_run(run_id).data.tags["ferops.optuna_storage"]
+    assert storage == f"sqlite:///{copy / 'optuna.db'}"
     assert relocate(copy / "mlflow.db").rows == 0  # once is enough
     assert tracking_uri(original).endswith("original/mlflow.db")  # the original is untouched

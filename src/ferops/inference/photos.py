@@ -56,6 +56,26 @@ class FaceResult:
         }
 
 
+#: What `photo_paths` picks up inside a folder (OpenCV and Pillow read them all).
+PHOTO_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
+)
+
+
+def photo_paths(paths: list[Path]) -> list[Path]:
+    """Each path as given, a folder replaced by the images under it (recursively, sorted, so
+    a rerun answers in the same order). A missing path stays in, to be named when read."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()
+            )
+        else:
+            found.append(path)
+    return found
+
+
 def read_photo(path: Path) -> np.ndarray:
     """A BGR image decoded as ingest and serving decode it, or a DataError naming the file."""
     if not path.is_file():

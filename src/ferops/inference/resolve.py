@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
 from ferops.inference.runtime import FaceClassifier, ModelFiles, open_classifier
@@ -23,6 +25,18 @@ from ferops.kernel.layout import Layout, find_root
 from ferops.models import shipped
 
 log = logging.getLogger(__name__)
+
+SYNTHETIC = "synthetic"  # data.source of the built-in generator: not a model for real faces
+
+
+def synthetic_warning(source: str) -> str:
+    """The one line a server of a synthetic model prints at start-up."""
+    return (
+        f"warning: {source} learned from synthetic faces (the default pipeline's generator); "
+        "on real photos it answers little better than chance. For real faces serve the shipped "
+        "FER2013 model: `ferops registry import-pretrained`, then "
+        "`make serve MODEL=models:/fer2013-pretrained@champion`"
+    )
 
 
 def resolve_model(
@@ -51,16 +65,11 @@ def resolve_model(
     uri = model or register.champion_uri  # type: ignore[union-attr]
     try:
         files = registered_files(uri, tracking)
-    except DataError:
-        raise
-    except Exception as exc:  # MLflow raises several kinds for a missing model or alias
-        if model is None:
+    except NotInRegistry:
+        if model is None:  # no champion yet: the default falls back; a named model does not
             return shipped_files(f"no {uri} in the registry yet")
-        raise DataError(
-            f"cannot load {uri} from the registry ({type(exc).__name__}); "
-            "train one with `make repro` or pass --model FILE"
-        ) from exc
-    if model is None and real_faces and files.trained_on == "synthetic":
+        raise
+    if model is None and real_faces and files.trained_on == SYNTHETIC:
         return shipped_files(
             f"the champion {files.source} learned from synthetic faces, not real ones; "
             f"pass --model {uri} to use it anyway"
@@ -99,39 +108,96 @@ def resolve_classifier(
     return open_classifier(files, runtime)
 
 
-def registered_files(uri: str, tracking_uri: str) -> ModelFiles:
-    """The files of a registered pyfunc, downloaded by MLflow and checked against the sha256
-    digests recorded on its registry version (ModelFileChanged when one differs)."""
+class NotInRegistry(DataError):
+    """The registry has no such model, alias or version (the message lists what it has)."""
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """Where a models:/ URI points: a pinned version URI and what the registry says of it."""
+
+    uri: str  # models:/NAME/VERSION, or the URI as given for a bare logged model
+    source: str  # how the answer names it: models:/NAME/3 (@champion)
+    trained_on: str  # the data source it learned from ("synthetic", ...), "" if unknown
+    test_accuracy: float | None
+    sha256: dict[str, str]  # {file name: digest} recorded on the version
+
+
+def registered_version(uri: str, tracking_uri: str) -> RegisteredVersion:
+    """Resolve `uri` in the registry, or a DataError that says what is missing and what
+    exists (aliases and latest versions), instead of MLflow's exception."""
     # Deferred on purpose: MLflow takes about a second to import; a file needs none of it.
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.utils.models import get_model_name_and_version
 
     mlflow.set_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient()
-    name_and_version = get_model_name_and_version(client, uri)
-    recorded: dict[str, str] = {}
-    about: dict = {"source": uri}
-    if len(name_and_version) == 2:  # a registry version (not a bare logged-model id)
-        name, number = name_and_version
-        pinned = f"models:/{name}/{number}"  # an alias moving now changes nothing here
+    try:
+        name_and_version = get_model_name_and_version(client, uri)
+    except MlflowException as exc:
+        raise NotInRegistry(missing_in_registry(client, uri)) from exc
+    if len(name_and_version) != 2:  # a bare logged model (models:/m-…), not a registry version
+        return RegisteredVersion(uri, uri, "", None, {})
+    name, number = name_and_version
+    pinned = f"models:/{name}/{number}"  # an alias moving now changes nothing here
+    try:
         version = client.get_model_version(name, number)
-        recorded = digests_from_tags(version.tags)
-        alias = f" (@{uri.split('@', 1)[1]})" if "@" in uri else ""
-        about = {
-            "source": f"{pinned}{alias}",
-            "trained_on": _trained_on(client, version.run_id),
-            "test_accuracy": _number(version.tags.get("test_accuracy")),
-        }
-        uri = pinned
-    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri)) / "artifacts"
+    except MlflowException as exc:
+        raise NotInRegistry(missing_in_registry(client, uri)) from exc
+    alias = f" (@{uri.split('@', 1)[1]})" if "@" in uri else ""
+    return RegisteredVersion(
+        uri=pinned,
+        source=f"{pinned}{alias}",
+        trained_on=version.tags.get("trained_on") or _trained_on(client, version.run_id),
+        test_accuracy=_number(version.tags.get("test_accuracy")),
+        sha256=digests_from_tags(version.tags),
+    )
+
+
+def missing_in_registry(client: Any, uri: str) -> str:
+    """`uri` names a model, alias or version the registry lacks: say which, and list what
+    there is to choose from."""
+    body = uri.removeprefix("models:/")
+    name, has_alias, alias = body.partition("@")
+    if not has_alias:
+        name, _, version = body.rpartition("/")
+    models = sorted(m.name for m in client.search_registered_models())
+    if name not in models:
+        held = ", ".join(models) or "no models yet (run `make repro`)"
+        return f"{uri}: the registry has no model named {name!r}; it holds {held}"
+    aliases = client.get_registered_model(name).aliases
+    versions = sorted(
+        (int(v.version) for v in client.search_model_versions(f"name='{name}'")), reverse=True
+    )
+    missing = f"no alias {alias!r}" if has_alias else f"no version {version!r}"
+    named = ", ".join(f"@{a} → version {v}" for a, v in sorted(aliases.items())) or "none"
+    latest = ", ".join(map(str, versions[:5])) or "none"
+    return f"{uri}: model {name!r} has {missing}; its aliases: {named}; latest versions: {latest}"
+
+
+def registered_files(uri: str, tracking_uri: str) -> ModelFiles:
+    """The files of a registered pyfunc, downloaded by MLflow and checked against the sha256
+    digests recorded on its registry version (ModelFileChanged when one differs)."""
+    import mlflow
+
+    found = registered_version(uri, tracking_uri)
+    folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=found.uri)) / "artifacts"
     keras, onnx = _first(folder, "*.keras"), _first(folder, "*.onnx")
     settings = folder / PREPROCESSING_FILE
     present = [p for p in (keras, onnx, settings) if p is not None and p.is_file()]
-    if recorded:
-        verify_files(present, recorded, uri)
+    if found.sha256:
+        verify_files(present, found.sha256, found.uri)
     else:
         log.warning("%s records no sha256 of its files (registered before ferops did)", uri)
-    return ModelFiles(keras=keras, onnx=onnx, preprocessing=Preprocessing.load(settings), **about)
+    return ModelFiles(
+        keras=keras,
+        onnx=onnx,
+        preprocessing=Preprocessing.load(settings),
+        source=found.source,
+        trained_on=found.trained_on,
+        test_accuracy=found.test_accuracy,
+    )
 
 
 def _trained_on(client: object, run_id: str | None) -> str:

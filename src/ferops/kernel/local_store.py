@@ -68,7 +68,8 @@ def check_in_place(db: Path) -> None:
     if old is not None:
         raise StoreMoved(
             f"{db} records its artifacts in {old / ARTIFACTS_DIR}: this project was copied or "
-            f"moved from {old}. Run `ferops relocate --root {db.parent}` once to point it here"
+            f"moved from {old}. Run `make relocate` in {db.parent} once (or `ferops relocate "
+            f"--root {db.parent}`) to point it here"
         )
 
 
@@ -91,6 +92,13 @@ def relocate(db: Path) -> Relocation:
                     f"WHERE substr({column}, 1, ?) = ?",
                     (after, len(before) + 1, len(before), before),
                 ).rowcount
+        # The tuning runs name their Optuna study's SQLite file, in the project folder too.
+        before, after = f"sqlite:///{old}/", f"sqlite:///{here}/"
+        changed += connection.execute(
+            "UPDATE tags SET value = ? || substr(value, ?) "
+            "WHERE key = 'ferops.optuna_storage' AND substr(value, 1, ?) = ?",
+            (after, len(before) + 1, len(before), before),
+        ).rowcount
     return Relocation(old, here, changed)
 
 

@@ -34,9 +34,16 @@ def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
         mlflow.set_tags({"ferops.stage": "import-pretrained", "sha256": shipped.SHA256})
         mlflow.log_metrics({f"test_{k}": v for k, v in shipped.TEST_METRICS.items()})
         mlflow.log_artifact(str(shipped.MODEL_CARD))
-        logged = log_pyfunc(load_model(path), path, shipped.preprocessing(), faces)
+        logged = log_pyfunc(
+            load_model(path), path, shipped.preprocessing(), faces, trained_on="fer2013"
+        )
     name = shipped.MODEL_NAME
-    version = register_version(logged.info.model_uri, name, digest_tags(logged.sha256))
+    version = register_version(
+        logged.info.model_uri,
+        name,
+        {"trained_on": "fer2013", "test_accuracy": f"{shipped.TEST_METRICS['accuracy']:.4f}"}
+        | digest_tags(logged.sha256),
+    )
     client = MlflowClient()
     client.update_model_version(name, version.version, description=shipped.MODEL_CARD.read_text())
     client.set_registered_model_alias(name, CHAMPION, version.version)

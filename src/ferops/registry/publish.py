@@ -82,12 +82,18 @@ def pinned_requirements() -> list[str]:
 
 
 def log_pyfunc(
-    model: Any, model_path: Path, preprocessing: Preprocessing, faces: np.ndarray
+    model: Any,
+    model_path: Path,
+    preprocessing: Preprocessing,
+    faces: np.ndarray,
+    *,
+    trained_on: str,
 ) -> LoggedPyfunc:
     """Log the served pyfunc to the active run: the Keras file, its ONNX export (the fast path
     the pyfunc prefers; refused, failing the caller, unless it matches Keras within 1e-4 on
     `faces`), the Preprocessing, their digests, a signature, a real input example and the
-    code. The caller records the digests on the registry version too."""
+    code. The caller records the digests on the registry version too. `trained_on` (the data
+    source) travels in the model config, so the served model can warn when it is synthetic."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Path(tmp) / PREPROCESSING_FILE
         preprocessing.save(settings)
@@ -101,7 +107,7 @@ def log_pyfunc(
             name="emotion_classifier",
             python_model=str(MODEL_CODE),
             artifacts={key: str(path) for key, path in artifacts.items()},
-            model_config={"sha256": digests},
+            model_config={"sha256": digests, "trained_on": trained_on},
             signature=signature(),
             input_example=input_example(faces[0]),
             pip_requirements=pinned_requirements(),

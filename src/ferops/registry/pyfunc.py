@@ -12,6 +12,7 @@ import base64
 import binascii
 import ctypes
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from ferops.imaging.contrast import Preprocessing
 from ferops.imaging.decode import TooManyPixels, UnreadableImage, decode_grey, fit_face
+from ferops.inference.resolve import SYNTHETIC, synthetic_warning
 from ferops.inference.runtime import ModelFiles, open_classifier
 from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.integrity import ModelFileChanged, verify_files
@@ -61,6 +63,8 @@ def _positive_int(name: str, default: int) -> int:
 
 
 PROBABILITY_COLUMNS = [f"p_{emotion}" for emotion in EMOTIONS]
+
+log = logging.getLogger(__name__)
 
 
 def bad_request(message: str) -> MlflowException:
@@ -219,6 +223,8 @@ class EmotionClassifier(mlflow.pyfunc.PythonModel):
         )
         self.classifier = open_classifier(files)
         return_large_buffers_when_freed()
+        if (context.model_config or {}).get("trained_on") == SYNTHETIC:
+            log.warning(synthetic_warning("this model"))
 
     # No type hints on purpose: MLflow would derive from them a signature the table does not fit.
     def predict(self, context, model_input, params=None):
