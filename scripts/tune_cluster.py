@@ -8,7 +8,7 @@ Everything listens on 127.0.0.1 and asks for a password: PostgreSQL (scram-sha-2
 STATE/password; STATE/client.env holds the exports a worker needs (`set -a; . client.env`).
 The servers' state (PostgreSQL cluster, MLflow artifacts and users, Prefect database, logs)
 lives in --state; without it, in a temporary folder removed at the end. Workers on other
-machines join the same study with those settings (see README).
+machines join the same study with those settings (see docs/scale-out.md).
 """
 
 from __future__ import annotations

@@ -7,9 +7,11 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -308,3 +310,46 @@ JUNK = {
     "decompression bomb": ({"image": [bomb()]}, "decompression bomb"),
     "no column": ({"text": ["hi"]}, "expected a column named 'image'"),
 }
+
+
+# The README's runnable blocks: a fence of these languages must follow a marker line
+# `<!-- readme-test: run -->`, `<!-- readme-test: server PORT -->` or
+# `<!-- readme-test: skip (why) -->` (tests/unit/test_readme_blocks.py checks there is one).
+COMMAND_LANGUAGES = ("bash", "sh", "shell", "console", "python")
+MARKER = re.compile(r"<!-- readme-test: (run|server (\d+)|skip \((.+)\)) -->")
+
+
+@dataclass(frozen=True)
+class ReadmeBlock:
+    line: int  # where the fence opens (1-based)
+    language: str
+    code: str
+    mode: str | None  # run | server | skip; None: no marker
+    port: int | None = None
+    reason: str = ""
+
+
+def readme_blocks(path: Path = REPO / "README.md") -> list[ReadmeBlock]:
+    """Every fenced block with a command language, in order, with the marker above it."""
+    lines = path.read_text().splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        language = lines[i].removeprefix("```").strip()
+        if lines[i].startswith("```") and language:
+            end = lines.index("```", i + 1)
+            if language in COMMAND_LANGUAGES:
+                marker = MARKER.fullmatch(lines[i - 1].strip()) if i else None
+                mode = marker.group(1).split()[0] if marker else None
+                blocks.append(
+                    ReadmeBlock(
+                        line=i + 1,
+                        language=language,
+                        code="\n".join(lines[i + 1 : end]) + "\n",
+                        mode=mode,
+                        port=int(marker.group(2)) if marker and marker.group(2) else None,
+                        reason=(marker.group(3) or "") if marker else "",
+                    )
+                )
+            i = end
+        i += 1
+    return blocks

@@ -1,5 +1,5 @@
 """The FER2013 search: the GPU profile's multi-fidelity search picks the model that the train
-stage trains (`dvc exp run` on a tiny image folder, as the README's recipe does it)."""
+stage trains (`dvc exp run` on a tiny image folder, as docs/fer2013.md's recipe does it)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ NO_TRACKING_URI = {"MLFLOW_TRACKING_URI": ""}  # the project's own store, not th
 
 
 def test_the_readme_recipe_with_the_gpu_profile_trains_the_hyperband_search_winner(tmp_path):
-    """The README's FER2013 recipe on a tiny image folder: `ferops profile`, `dvc add` the
+    """The FER2013 recipe of docs/fer2013.md on a tiny image folder: `ferops profile`, `dvc add` the
     folder, commit, `dvc exp run -S`; the search's winner is the model that is trained."""
     project = copy_project(tmp_path / "repo")
     run(["ferops", "profile", str(REPO / "params" / "fer2013-gpu.yaml")], project)

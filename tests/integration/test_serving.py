@@ -168,7 +168,7 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
         assert "FEROPS_MAX_REQUEST_PIXELS" in body["message"]
 
         # MLflow's scoring server (not ferops) answers a request without Content-Type; it
-        # refuses it (a 500 from MLflow 3.17, see README "Serving") and keeps serving.
+        # refuses it (a 500 from MLflow 3.17, see docs/inference.md, "Serving") and keeps serving.
         status, _ = post(port, frame("pixels", pixels[0]), content_type=None)
         assert status >= 400
         status, _ = post(port, frame("pixels", pixels[0]))

@@ -121,8 +121,8 @@ def export_model(
 
 def quantize_int8(fp32: Path, calibration_faces: np.ndarray) -> Path:
     """Static int8 quantization (QDQ: int8 weights per output channel, uint8 activations with
-    min-max ranges from the calibration faces). Measured speed and accuracy: README, "int8"
-    (benchmarks/inference.py --fer2013)."""
+    min-max ranges from the calibration faces). Measured speed and accuracy: docs/performance.md,
+    "int8" (benchmarks/inference.py --fer2013)."""
     # Deferred on purpose: only this format needs the quantization tools.
     import onnx
     import onnxruntime as ort
@@ -196,7 +196,7 @@ def calibration_faces(
     """Faces to set int8 activation ranges on, as the model sees them: the processed train
     split (never test) when it was normalised as the model expects, else synthetic faces with
     the model's normalisation. On the shipped FER2013 model, synthetic calibration cost 0.3
-    point of PrivateTest accuracy, FER2013 train faces 0.4 (README, "int8")."""
+    point of PrivateTest accuracy, FER2013 train faces 0.4 (docs/performance.md, "int8")."""
     try:
         if Preprocessing.load(layout.processed / PREPROCESSING_FILE) == preprocessing:
             train = load_faceset(layout.processed)["train"]

@@ -48,12 +48,21 @@ def verify_files(paths: Iterable[Path], recorded: Mapping[str, str], source: str
             )
 
 
-TAG_PREFIX = "sha256/"  # one registry version tag per file: sha256/model.keras = <hex>
+DIGEST_TAG = "sha256"  # one registry version tag: "model.keras=<hex> model.onnx=<hex> ..."
+OLD_TAG_PREFIX = "sha256/"  # versions registered before: one tag per file
 
 
 def digest_tags(digests: Mapping[str, str]) -> dict[str, str]:
-    return {f"{TAG_PREFIX}{name}": digest for name, digest in digests.items()}
+    """The digests as one version tag (a row in the registry's version list, not three)."""
+    return {DIGEST_TAG: " ".join(f"{name}={digest}" for name, digest in digests.items())}
 
 
 def digests_from_tags(tags: Mapping[str, str]) -> dict[str, str]:
-    return {k.removeprefix(TAG_PREFIX): v for k, v in tags.items() if k.startswith(TAG_PREFIX)}
+    """{file name: digest} from a version's tags, whichever way it was registered."""
+    recorded = {
+        k.removeprefix(OLD_TAG_PREFIX): v for k, v in tags.items() if k.startswith(OLD_TAG_PREFIX)
+    }
+    for pair in tags.get(DIGEST_TAG, "").split():
+        name, _, digest = pair.partition("=")
+        recorded[name] = digest
+    return recorded

@@ -44,6 +44,8 @@ def repair(root: Path) -> VenvRepair:
     """Rewrite every path under the folder the venv came from to this folder: the editable
     install, the venv's scripts and activate files, DVC's local config. Idempotent."""
     here = root.resolve()
+    if (here / VENV).is_symlink():  # another folder's environment, shared: not ours to rewrite
+        return VenvRepair(None, [])
     old = installed_from(here)
     if old is None or old == here:
         return VenvRepair(None, [])

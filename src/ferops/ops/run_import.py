@@ -129,9 +129,10 @@ def _trial_run(
     history: pd.DataFrame,
 ) -> None:
     pruned = trial.state == optuna.trial.TrialState.PRUNED
+    epochs = history[history["trial"] == trial.number]
     run = client.create_run(
         experiment_id,
-        run_name=f"trial {trial.number}",
+        run_name=f"trial {trial.number}" + (f" · pruned at epoch {len(epochs)}" if pruned else ""),
         tags=trial_run_tags(
             parent_id, trial.number, study_name, str(trial.user_attrs.get("worker", ""))
         )
@@ -139,7 +140,6 @@ def _trial_run(
     )
     for key, value in best_candidate(trial).items():
         client.log_param(run.info.run_id, key, value)
-    epochs = history[history["trial"] == trial.number]
     if len(epochs):
         client.log_param(run.info.run_id, "precision", epochs["precision"].iloc[0])
         client.log_param(run.info.run_id, "parameter_count", int(epochs["parameters"].iloc[0]))

@@ -28,7 +28,7 @@ from ferops.kernel.integrity import digest_tags
 from ferops.kernel.layout import Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.registry.gate import GateDecision, gate
-from ferops.registry.publish import log_pyfunc, register_version
+from ferops.registry.publish import log_pyfunc, register_version, unused_step
 from ferops.registry.versions import git_commit, version_by_alias
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,14 @@ def register(
     trained_on = params.data.source
     with mlflow.start_run(run_id=run["run_id"]):
         preprocessing = Preprocessing.load(model_path.with_suffix(".json"))
-        logged = log_pyfunc(candidate, model_path, preprocessing, test.x, trained_on=trained_on)
+        logged = log_pyfunc(
+            candidate,
+            model_path,
+            preprocessing,
+            test.x,
+            trained_on=trained_on,
+            step=unused_step(run["run_id"]),
+        )
         # The model's page shows these, not the run's first-epoch training metrics.
         mlflow.log_metrics(model_metrics(decision, metrics), model_id=logged.info.model_id)
         if evaluation_dir.is_dir():
@@ -108,9 +115,10 @@ def register(
     }
     write_json(promotion_path, outcome)
     log.info(
-        "registered %s version %s as %s: %s",
+        "registered %s version %s (trained on %s) as %s: %s",
         config.model_name,
         version.version,
+        trained_on,
         alias,
         decision.reason,
     )
@@ -138,9 +146,9 @@ MODEL_DESCRIPTION = (
 def model_metrics(decision: GateDecision, metrics: dict[str, Any]) -> dict[str, float]:
     """The registered model's own figures, on the test faces."""
     figures = {"test_accuracy": decision.candidate_accuracy}
-    for key, name in (("macro_f1", "test_macro_f1"), ("expected_calibration_error", "test_ece")):
+    for key in ("macro_f1", "expected_calibration_error"):  # named as evaluate logs them
         if isinstance(metrics.get(key), int | float):
-            figures[name] = float(metrics[key])
+            figures[f"test_{key}"] = float(metrics[key])
     return figures
 
 

@@ -81,9 +81,10 @@ def run_trial(
     """Train one candidate for tune.epochs, as a nested MLflow run; may be pruned."""
     client = MlflowClient()
     name = f"trial {trial.number}: {candidate.get('variant', params.model.variant)}"
+    name = f"{name} {candidate['attention']} w{candidate['width']} d{candidate['depth']}"
     run = client.create_run(
         experiment_id,
-        run_name=f"{name} {candidate['attention']} w{candidate['width']} d{candidate['depth']}",
+        run_name=name,
         tags=trial_run_tags(parent_run_id, trial.number, trial.study.study_name, worker),
     )
     run_id = run.info.run_id
@@ -94,6 +95,8 @@ def run_trial(
         client.log_param(run_id, "precision", outcome.precision)
         client.log_param(run_id, "parameter_count", outcome.parameters)
         client.set_tag(run_id, "pruned", str(outcome.pruned).lower())
+        if outcome.pruned:  # seen in the runs table's name column, without adding a column
+            client.update_run(run_id, name=f"{name} · pruned at epoch {outcome.epochs}")
         client.log_metric(run_id, "best_val_accuracy", outcome.value)
         # A pruned trial ended as planned: FINISHED, with its `pruned` tag (MLflow shows
         # KILLED as a crash).

@@ -16,6 +16,7 @@ from ferops.kernel.layout import Layout
 from ferops.models import shipped
 from ferops.models.builders import load_model
 from ferops.registry.publish import log_pyfunc, register_version
+from ferops.training.tracking import TRAINING_EXPERIMENT
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
     faces = synthetic_faceset(dataclasses.replace(params.data, synthetic=few), seed=0)["test"].x
     mlflow.set_tracking_uri(layout.tracking_uri)
     mlflow.set_experiment("ferops-pretrained")
+    mlflow.set_experiment_tags(TRAINING_EXPERIMENT)
     with mlflow.start_run(run_name=f"import {path.name}"):
         mlflow.set_tags({"ferops.stage": "import-pretrained", "sha256": shipped.SHA256})
         mlflow.log_metrics({f"test_{k}": v for k, v in shipped.TEST_METRICS.items()})

@@ -9,6 +9,7 @@ import contextlib
 import io
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -88,12 +89,15 @@ def log_pyfunc(
     faces: np.ndarray,
     *,
     trained_on: str,
+    step: int = 0,
 ) -> LoggedPyfunc:
     """Log the served pyfunc to the active run: the Keras file, its ONNX export (the fast path
     the pyfunc prefers; refused, failing the caller, unless it matches Keras within 1e-4 on
     `faces`), the Preprocessing, their digests, a signature, a real input example and the
     code. The caller records the digests on the registry version too. `trained_on` (the data
-    source) travels in the model config, so the served model can warn when it is synthetic."""
+    source) travels in the model config, so the served model can warn when it is synthetic.
+    MLflow copies the run's metrics at `step` onto the logged model's page: pass a step the
+    run's curves do not use (`unused_step`) when the model's own figures are logged apart."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Path(tmp) / PREPROCESSING_FILE
         preprocessing.save(settings)
@@ -103,17 +107,44 @@ def log_pyfunc(
         digests = file_digests(artifacts.values())
         if len(digests) != len(artifacts):
             raise ValueError(f"model files need distinct names, got {list(artifacts.values())}")
-        info = mlflow.pyfunc.log_model(
-            name="emotion_classifier",
-            python_model=str(MODEL_CODE),
-            artifacts={key: str(path) for key, path in artifacts.items()},
-            model_config={"sha256": digests, "trained_on": trained_on},
-            signature=signature(),
-            input_example=input_example(faces[0]),
-            pip_requirements=pinned_requirements(),
-            code_paths=[str(PACKAGE)],  # the model carries ferops' source (never a pickle)
-        )
+        # MLflow loads the model to check the input example: its start-up warning is for a
+        # server, not for the registering stage, which states the data in its own words.
+        with _silenced("ferops.registry.pyfunc"):
+            info = mlflow.pyfunc.log_model(
+                name="emotion_classifier",
+                python_model=str(MODEL_CODE),
+                artifacts={key: str(path) for key, path in artifacts.items()},
+                model_config={"sha256": digests, "trained_on": trained_on},
+                signature=signature(),
+                input_example=input_example(faces[0]),
+                pip_requirements=pinned_requirements(),
+                code_paths=[str(PACKAGE)],  # the model carries ferops' source (never a pickle)
+                step=step,
+            )
         return LoggedPyfunc(info, digests)
+
+
+@contextlib.contextmanager
+def _silenced(logger: str) -> Iterator[None]:
+    named = logging.getLogger(logger)
+    level = named.level
+    named.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        named.setLevel(level)
+
+
+def unused_step(run_id: str) -> int:
+    """One past the last step of any of the run's metrics: logging a model at this step links
+    none of the run's per-epoch figures (epoch 1's accuracy, say) to the model's page."""
+    client = mlflow.MlflowClient()
+    steps = [
+        metric.step
+        for key in client.get_run(run_id).data.metrics
+        for metric in client.get_metric_history(run_id, key)
+    ]
+    return max(steps, default=-1) + 1
 
 
 def register_version(model_uri: str, name: str, tags: dict[str, str]) -> Any:

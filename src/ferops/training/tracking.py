@@ -24,6 +24,12 @@ def experiment_name(data: DataConfig) -> str:
     return f"ferops-{data.source}-{Path(data.path).stem}"
 
 
+# MLflow 3's UI opens an experiment on its GenAI pages (traces) unless the experiment says
+# it holds model training; this is the tag its own "experiment type" switch writes.
+KIND = "mlflow.experimentKind"
+TRAINING_EXPERIMENT = {KIND: "custom_model_development"}
+
+
 def use_experiment(root: Path, data: DataConfig) -> str:
     """Point MLflow at the project's store and experiment; return the experiment id."""
     import mlflow
@@ -34,12 +40,16 @@ def use_experiment(root: Path, data: DataConfig) -> str:
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         mlflow.set_experiment(name)
+        if KIND not in experiment.tags:  # made before ferops set it
+            mlflow.set_experiment_tags(TRAINING_EXPERIMENT)
         return experiment.experiment_id
     # A local store keeps artifacts beside the database, whatever folder the command runs
     # from; a tracking server chooses (and proxies) its own artifact destination.
     local = not uri.startswith(("http://", "https://"))
     artifacts = (root / ARTIFACTS_DIR).resolve().as_uri() if local else None
-    experiment_id = mlflow.create_experiment(name, artifact_location=artifacts)
+    experiment_id = mlflow.create_experiment(
+        name, artifact_location=artifacts, tags=TRAINING_EXPERIMENT
+    )
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -118,7 +128,10 @@ def log_search_space(space: Any, best: dict[str, Any]) -> None:
     change when a resumed study finds better), so the run answers both without its files."""
     import mlflow
 
-    searched = flatten({"space": dataclasses.asdict(space)})
+    used = dataclasses.asdict(space)
+    if "sgd" not in (space.optimizer or ()):  # SGD's learning rate is drawn only with SGD
+        used.pop("sgd_learning_rate")
+    searched = flatten({"space": used})
     try:
         mlflow.log_params({k: str(v) for k, v in searched.items() if v is not None})
     except mlflow.exceptions.MlflowException:  # a study renamed by hand onto another space
