@@ -27,7 +27,6 @@ from ferops.inference.resolve import (
     registered_version,
     resolve_classifier,
     resolve_model,
-    synthetic_warning,
 )
 from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
@@ -508,15 +507,15 @@ def check(
     root: RootOption = Path(),
 ) -> None:
     """Say which version MODEL names and what it learned from, before serving it (`make
-    serve` runs this): one line; a warning for a synthetic model; an error that lists the
-    aliases and versions there are when MODEL is not in the registry."""
+    serve` runs this); when the registry lacks it, an error that lists the aliases and
+    versions there are. (A synthetic model's server warns about it when it starts.)"""
     tracking = os.environ.get("MLFLOW_TRACKING_URI") or Layout(root).tracking_uri
     found = _guard(lambda: registered_version(model, tracking))
+    data = {SYNTHETIC: "synthetic faces", "": "unrecorded data"}.get(
+        found.trained_on, found.trained_on
+    )
     accuracy = "" if found.test_accuracy is None else f", test accuracy {found.test_accuracy:.3f}"
-    if found.trained_on == SYNTHETIC:
-        typer.secho(synthetic_warning(found.source), fg=typer.colors.YELLOW, err=True)
-    else:
-        typer.echo(f"{found.source}: trained on {found.trained_on or 'unrecorded data'}{accuracy}")
+    typer.echo(f"{found.source}: trained on {data}{accuracy}")
 
 
 def _params(layout: Layout) -> Params:
