@@ -53,20 +53,20 @@ def newcomer(tmp_path_factory, tiny_faceset) -> Path:
     cv2.imwrite(str(project / "face48.png"), a)
     write_clip(project / "clip.mp4", [a, b], frames=12)
     cv2.imwrite(str(project / "face.jpg"), big_photo(a), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert 4_500_000 < (project / "face.jpg").stat().st_size < FIVE_MB  # a 5 MB photo, served
+    assert 4_500_000 < (project / "face.jpg").stat().st_size < FIVE_MB  # about 5 MB: the cap
     return project
 
 
 def big_photo(face: np.ndarray) -> np.ndarray:
-    """A 3000x2300 camera-sized photo (grain, so it compresses as photos do) with the face in
-    its centre square."""
+    """A 3000x2300 camera-sized photo with the face in its centre square, grainy enough to
+    weigh about 5 MB as a JPEG (the server's cap per image is 5 MiB)."""
     rng = np.random.default_rng(0)
     photo = rng.normal(128, 40, (2300, 3000, 3)).clip(0, 255).astype(np.uint8)
     side = 2300
     left = (3000 - side) // 2
     centre = cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR)
     photo[:, left : left + side] = cv2.cvtColor(centre, cv2.COLOR_GRAY2BGR)
-    noise = rng.normal(0, 6, photo.shape)
+    noise = rng.normal(0, 40, photo.shape)
     return (photo + noise).clip(0, 255).astype(np.uint8)
 
 

@@ -62,6 +62,10 @@ def test_a_weaker_model_is_registered_but_refused_and_a_failure_moves_nothing(
     logged = client.get_logged_model(second_version.source.removeprefix("models:/"))
     shown = {m.key: m.value for m in logged.metrics}
     assert shown["test_accuracy"] == pytest.approx(second["candidate_accuracy"])
+    assert set(shown) <= {"test_accuracy", "test_macro_f1", "test_expected_calibration_error"}
+    tags = client.get_model_version("fer-test", "2").tags  # what the version list shows
+    assert set(tags) == {"trained_on", "test_accuracy", "gate", "champion_version", "sha256"}
+    assert tags["trained_on"] == "synthetic" and "SYNTHETIC" in second_version.description
 
     # A broken model file: registration fails, aliases and the report stay as they were.
     report = (tmp_path / "promotion.json").read_text()

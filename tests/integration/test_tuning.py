@@ -71,11 +71,15 @@ def test_a_three_trial_study_logs_nested_runs_and_resumes(project, prefect_api):
     assert all("learning_rate" in run.data.params for run in children)
     assert all(run.data.tags.get("pruned") in {"true", "false"} for run in children)
     assert {run.info.status for run in children} == {"FINISHED"}  # pruned is not "Killed"
+    for run in children:  # the runs table shows a pruned trial by its name
+        pruned = run.data.tags["pruned"] == "true"
+        assert ("· pruned at epoch" in run.info.run_name) == pruned, run.info.run_name
     # The parent says what was searched and what won.
     space = load_params(project / "params.yaml").tune.space
     searched = parent[0].data.params
     assert {f"space.{name}" for name in ("attention", "width", "learning_rate")} <= set(searched)
     assert all(str(width) in searched["space.width"] for width in space.width)
+    assert "space.sgd_learning_rate" not in searched  # no SGD in this search, so not listed
     assert parent[0].data.tags["best.learning_rate"] == str(best["params"]["learning_rate"])
 
     # Running again with a larger budget resumes: one more trial, same study, same parent.
