@@ -38,7 +38,8 @@ relocate:
 repro: install
 	dvc repro
 
-## Serve the registry's champion on http://127.0.0.1:$(PORT) (POST /invocations).
+## Serve the registry's champion on http://127.0.0.1:$(PORT) (POST /invocations), after one line
+## saying which version it is and what it learned from (or which aliases exist, if MODEL does not).
 PORT ?= 5001
 MODEL ?= models:/fer-attention-cnn@champion
 serve: install
