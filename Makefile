@@ -40,10 +40,13 @@ repro: install
 
 ## Serve the registry's champion on http://127.0.0.1:$(PORT) (POST /invocations), after one line
 ## saying which version it is and what it learned from (or which aliases exist, if MODEL does not).
+## Every answer is recorded in logs/predictions/ (FEROPS_PREDICTION_LOG= turns it off).
 PORT ?= 5001
 MODEL ?= models:/fer-attention-cnn@champion
 serve: install
-	@export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)}; \
+	@export MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath mlflow.db)} \
+	  FEROPS_PREDICTION_LOG=$${FEROPS_PREDICTION_LOG-$(abspath logs/predictions)} \
+	  FEROPS_SERVED_MODEL="$(MODEL)"; \
 	  ferops registry check "$(MODEL)" && \
 	  exec mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 

@@ -19,6 +19,7 @@ Everything here is light: TensorFlow loads only when a stage or a Keras model ne
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import cv2
 import numpy as np
 
 from ferops.imaging.faces import FaceDetector
+from ferops.inference.answers import AnswerRecorder
 from ferops.inference.photos import (
     FaceResult,
     analyse,
@@ -53,7 +55,9 @@ class EmotionRecognizer:
     at `root` (default: the nearest folder at or above the current one with a params.yaml),
     or the shipped FER2013 model when there is no project, no champion, or a champion that
     learned from synthetic faces. `model` (the attribute) says which one answers. Quiet
-    like the `ferops` commands: `verbose=True` lets TensorFlow and MLflow print."""
+    like the `ferops` commands: `verbose=True` lets TensorFlow and MLflow print. `log=True`
+    records every answer in the prediction log (FEROPS_PREDICTION_LOG, else the project's
+    logs/predictions/)."""
 
     def __init__(
         self,
@@ -63,6 +67,7 @@ class EmotionRecognizer:
         runtime: str = "auto",
         detector: Path | None = None,
         verbose: bool = False,
+        log: bool = False,
     ) -> None:
         if not verbose:  # as the `ferops` commands: no TensorFlow start-up or MLflow notes
             quiet_libraries()
@@ -72,6 +77,10 @@ class EmotionRecognizer:
             name, layout=layout, register=register, runtime=runtime
         )
         self.detector = FaceDetector(detector)
+        # Each answer into the prediction log, as the server records its own (written every
+        # 2 s and at exit).
+        project = None if root is None else Path(root)
+        self.recorder = AnswerRecorder(self.classifier, "api", project) if log else None
 
     @property
     def model(self) -> str:
@@ -87,20 +96,26 @@ class EmotionRecognizer:
         """One record per face, largest first: box [x, y, w, h] in the image's pixels, the
         seven probabilities, the top emotion and its probability. `image`: a file path, a
         numpy array as OpenCV holds it (grey, or BGR) or a PIL image."""
-        faces = analyse(as_bgr(image), self.detector, self.classifier)
-        return [face_record(face) for face in faces]
+        return [face_record(face) for face in self._faces(as_bgr(image), time.perf_counter())]
+
+    def _faces(self, image: np.ndarray, started: float) -> list[FaceResult]:
+        faces = analyse(image, self.detector, self.classifier)
+        if self.recorder is not None:
+            self.recorder.record(image, faces, started)
+        return faces
 
     def analyze_photos(self, *paths: Path | str) -> PhotoBatch:
         """Every face in many photos: files, or folders (every image under them, sorted). An
         unreadable photo does not stop the batch; it is listed in `.failed` with the reason."""
         batch = PhotoBatch(faces=[], failed={})
         for photo in photo_paths([Path(p) for p in paths]):
+            started = time.perf_counter()
             try:
                 image = read_photo(photo)
             except DataError as exc:
                 batch.failed[str(photo)] = str(exc)
                 continue
-            for face in analyse(image, self.detector, self.classifier):
+            for face in self._faces(image, started):
                 batch.faces.append({"photo": str(photo), **face_record(face)})
         return batch
 

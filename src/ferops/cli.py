@@ -20,6 +20,7 @@ import typer
 
 from ferops import __version__
 from ferops.imaging.faces import FaceDetector
+from ferops.inference.answers import AnswerRecorder
 from ferops.inference.photos import analyse, analyse_whole, draw, photo_paths, read_photo
 from ferops.inference.resolve import (
     SYNTHETIC,
@@ -220,6 +221,15 @@ def predict(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON lines (each names the model).", metavar="")
     ] = False,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log",
+            help="Record every answer in the prediction log (FEROPS_PREDICTION_LOG, else the "
+            "project's logs/predictions/), as the server does.",
+            metavar="",
+        ),
+    ] = False,
     root: ProjectOption = None,
 ) -> None:
     """Find every face in each photo and name its emotion (box, confidence, 7 probabilities).
@@ -233,10 +243,12 @@ def predict(
         _fail(f"no images in {', '.join(map(str, photos))}")
     classifier = _classifier(root, model, runtime)
     finder = None if whole else _guard(lambda: FaceDetector(detector))
+    recorder = _guard(lambda: AnswerRecorder(classifier, "predict", root)) if log else None
     records = []
     failed: list[str] = []
     written: set[str] = set()
     for photo in paths:
+        started = time.perf_counter()
         try:
             image = read_photo(photo)
         except FeropsError as exc:
@@ -244,6 +256,8 @@ def predict(
             failed.append(str(photo))
             continue
         results = analyse_whole(image, classifier) if whole else analyse(image, finder, classifier)
+        if recorder is not None:
+            recorder.record(image, results, started)
         if not results:
             typer.echo(f"{photo}: no face found", err=True)
         for i, result in enumerate(results):
@@ -261,9 +275,12 @@ def predict(
             typer.echo(json.dumps(record))
     elif records:
         typer.echo(_table(records))
+    if recorder is not None:
+        recorder.close()
+    logged = "" if recorder is None else f", recorded in {recorder.settings.folder}"
     typer.echo(
         f"{classifier.runtime} runtime, {len(records)} face(s) in "
-        f"{len(paths) - len(failed)} photo(s)",
+        f"{len(paths) - len(failed)} photo(s){logged}",
         err=True,
     )
     if failed:

@@ -105,6 +105,13 @@ def wait_for(port: int, server: subprocess.Popen, log: Path, seconds: float = 18
     raise AssertionError(f"nothing answered on port {port}:\n{log.read_text()[-3000:]}")
 
 
+def stop(servers: list[subprocess.Popen]) -> None:
+    while servers:
+        server = servers.pop()
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
 def test_the_readme_runs_as_written_top_to_bottom(newcomer):
     env = newcomer_env(newcomer)
     servers: list[subprocess.Popen] = []
@@ -115,6 +122,7 @@ def test_the_readme_runs_as_written_top_to_bottom(newcomer):
             if block.mode == "skip":
                 continue
             if block.mode == "server":
+                stop(servers)  # one server at a time: the blocks after one are its clients
                 log = newcomer.parent / f"server-{block.port}.log"
                 servers.append(
                     subprocess.Popen(
@@ -140,9 +148,7 @@ def test_the_readme_runs_as_written_top_to_bottom(newcomer):
             assert done.returncode == 0, f"{where} failed:\n{done.stdout}\n{done.stderr}"
             outputs[block.line] = done.stdout + done.stderr
     finally:
-        for server in servers:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=60)
+        stop(servers)
 
     said = {block.code: outputs.get(block.line, "") for block in readme_blocks()}
     served = next(out for code, out in said.items() if "curl" in code)

@@ -105,3 +105,37 @@ def test_predict_answers_every_readable_photo_and_folder_then_fails_naming_the_b
     batch = EmotionRecognizer(keras_model_file).analyze_photos(bad, good, folder)
     assert [face["photo"] for face in batch.faces] == answered
     assert list(batch.failed) == [str(bad)] and "not a readable image" in batch.failed[str(bad)]
+
+
+def test_predict_and_the_python_api_record_their_answers_when_asked(
+    tmp_path, tiny_faceset, keras_model_file, monkeypatch
+):
+    from ferops.api import EmotionRecognizer
+    from ferops.kernel.integrity import sha256_file
+    from ferops.prediction_log.store import read_log
+
+    a, b = detectable(tiny_faceset, 2)
+    image = scene()
+    paste(image, a, 40, 60, 150)
+    paste(image, b, 380, 200)
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), image)
+    monkeypatch.setenv("FEROPS_PREDICTION_LOG", str(tmp_path / "log"))
+    args = ["predict", str(photo), "--model", str(keras_model_file), "--json"]
+
+    unlogged = CliRunner().invoke(app, args)
+    assert unlogged.exit_code == 0 and not (tmp_path / "log").exists()  # only when asked
+    logged = CliRunner().invoke(app, [*args, "--log"])
+    assert logged.exit_code == 0, logged.output
+    assert f"recorded in {tmp_path / 'log'}" in logged.output
+    EmotionRecognizer(keras_model_file, log=True).recorder.log.close()  # nothing answered yet
+    recognizer = EmotionRecognizer(keras_model_file, log=True)
+    recognizer.detect_emotions(photo)
+    recognizer.recorder.close()
+
+    rows = read_log(tmp_path / "log")
+    answered = [json.loads(line) for line in logged.stdout.splitlines() if line[:1] == "{"]
+    assert rows["source"].tolist() == ["predict"] * 2 + ["api"] * 2
+    assert rows["emotion"].tolist()[:2] == [r["emotion"] for r in answered]
+    assert set(rows["model_sha256"]) == {sha256_file(keras_model_file)}
+    assert (rows["image_width"] == image.shape[1]).all()

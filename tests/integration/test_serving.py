@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from ferops.kernel.integrity import sha256_file
+from ferops.prediction_log.store import read_log
 from tests.helpers import JUNK, encoded, register_in, trained_model
 
 
@@ -95,6 +97,9 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
         "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # the model is code, not a pickle
         "FEROPS_MAX_REQUEST_BYTES": "40000",
         "FEROPS_MAX_REQUEST_PIXELS": "1000000",
+        "FEROPS_PREDICTION_LOG": str(tmp_path / "predictions"),
+        "FEROPS_PREDICTION_LOG_FLUSH_SECONDS": "0.5",
+        "FEROPS_SERVED_MODEL": "models:/fer-serve-test@champion",
     }
     server = subprocess.Popen(
         [
@@ -127,6 +132,7 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
         # The model learned from synthetic faces: the server says so once, at start-up.
         log = (tmp_path / "server.log").read_text()
         assert log.count("learned from synthetic faces") == 1, log
+        assert "prediction log off" not in log
         faces = tiny_faceset["test"].x[:4]
         mlflow.set_tracking_uri(uri)
         served = mlflow.pyfunc.load_model("models:/fer-serve-test@champion")
@@ -173,6 +179,16 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
         assert status >= 400
         status, _ = post(port, frame("pixels", pixels[0]))
         assert status == 200  # still serving after the junk
+        time.sleep(2)  # more than the flush interval: every answer is on disk
     finally:
-        os.killpg(server.pid, 15)
+        os.killpg(server.pid, 9)  # killed, not stopped: the log must still read
         server.wait(timeout=30)
+
+    # Every answer, and nothing refused, is in the prediction log, with the served model.
+    logged = read_log(tmp_path / "predictions")
+    assert len(logged) == 2 + 2 + 4 + 1 and logged["request_id"].nunique() == 4
+    assert set(logged["model_uri"]) == {"models:/fer-serve-test@champion"}
+    assert set(logged["model_sha256"]) == {sha256_file(project / "model.keras")}
+    assert logged["image_width"].tolist()[:4] == [48, 96, 48, 48]
+    assert "face_png" not in logged  # faces only when the operator opts in
+    assert (logged["latency_ms"] > 0).all() and logged["emotion"].notna().all()

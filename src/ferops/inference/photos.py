@@ -31,6 +31,7 @@ COLOURS = {
 class FaceResult:
     box: Box
     probabilities: np.ndarray
+    face: np.ndarray | None = None  # the 48x48 crop the model saw (before normalisation)
 
     @property
     def emotion(self) -> str:
@@ -98,14 +99,16 @@ def analyse(
     if not boxes:
         return []
     faces = np.stack([crop_face(grey, box) for box in boxes])
-    return [FaceResult(b, p) for b, p in zip(boxes, classifier.probabilities(faces), strict=True)]
+    probabilities = classifier.probabilities(faces)
+    return [FaceResult(*result) for result in zip(boxes, probabilities, faces, strict=True)]
 
 
 def analyse_whole(image: np.ndarray, classifier: FaceClassifier) -> list[FaceResult]:
     """The whole image as one face (already cropped): centre square, resized to 48x48."""
     grey = to_grey(image)
-    probabilities = classifier.probabilities(fit_face(grey)[None])[0]
-    return [FaceResult(Box(0, 0, grey.shape[1], grey.shape[0]), probabilities)]
+    face = fit_face(grey)
+    probabilities = classifier.probabilities(face[None])[0]
+    return [FaceResult(Box(0, 0, grey.shape[1], grey.shape[0]), probabilities, face)]
 
 
 def draw(image: np.ndarray, results: list[FaceResult], labels: list[str] | None = None) -> None:

@@ -79,6 +79,7 @@ class FaceClassifier:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     model: str = ""
     note: str = ""
+    file: Path | None = None  # the model file that runs
 
     def probabilities(self, faces: np.ndarray) -> np.ndarray:
         if len(faces) == 0:
@@ -97,7 +98,12 @@ def open_classifier(files: ModelFiles, runtime: str = "auto") -> FaceClassifier:
             continue
         predict = {"onnx": onnx_predict, "litert": litert_predict, "keras": keras_file_predict}
         return FaceClassifier(
-            predict[name](Path(path)), name, files.preprocessing, files.describe(), files.note
+            predict[name](Path(path)),
+            name,
+            files.preprocessing,
+            files.describe(),
+            files.note,
+            Path(path),
         )
     wanted = "any runtime" if runtime == "auto" else f"runtime {runtime!r}"
     present = {k: str(files.path(k)) for k in _MODULES if files.path(k) is not None}

@@ -14,6 +14,7 @@ import ctypes
 import io
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,12 @@ from ferops.inference.resolve import SYNTHETIC, synthetic_warning
 from ferops.inference.runtime import ModelFiles, open_classifier
 from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.integrity import ModelFileChanged, verify_files
+from ferops.prediction_log.records import LOG_VARIABLE, Answerer, LogSettings, answer_columns
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # per image, after base64 decoding
 MAX_IMAGE_PIXELS = 25_000_000  # width x height: refuses decompression bombs before decoding
 MAX_BATCH = 1024
+SERVED_MODEL_VARIABLE = "FEROPS_SERVED_MODEL"  # the URI `make serve` serves, for the log
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,9 @@ def bad_request(message: str) -> MlflowException:
 
 def decode_image(
     text: Any, *, row: int, pixels_left: int = MAX_IMAGE_PIXELS
-) -> tuple[np.ndarray, int]:
-    """Base64 image → uint8 48x48 grayscale face (centre crop, resize) and the image's pixel
-    count. An image with more pixels than the request has left is refused before it is
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Base64 image → uint8 48x48 grayscale face (centre crop, resize) and the image's width
+    and height. An image with more pixels than the request has left is refused before it is
     decoded (RequestFull)."""
     if not isinstance(text, str | bytes) or not text:
         raise bad_request(f"row {row}: field image must be a non-empty base64 string")
@@ -90,7 +93,7 @@ def decode_image(
         if isinstance(exc, TooManyPixels) and exc.pixels <= MAX_IMAGE_PIXELS:
             raise RequestFull from None  # a fine image, but the request has no room left
         raise bad_request(f"row {row}: field image is not a readable image ({exc})") from None
-    return fit_face(grey), grey.size
+    return fit_face(grey), (grey.shape[1], grey.shape[0])
 
 
 def _check_image_size(base64_length: int, *, row: int) -> None:
@@ -120,8 +123,19 @@ class RequestFull(Exception):
     """An image would take the request past its pixel limit."""
 
 
+@dataclass(frozen=True)
+class Request:
+    faces: np.ndarray  # (N, 48, 48) uint8
+    sizes: list[tuple[int, int]]  # each row's image, width and height (48x48 for pixels)
+
+
 def faces_from_request(model_input: Any) -> np.ndarray:
     """Turn a pyfunc request (DataFrame with image/pixels columns, or an array) into faces."""
+    return read_request(model_input).faces
+
+
+def read_request(model_input: Any) -> Request:
+    """A pyfunc request's faces and the size of the image each came from (or HTTP 400)."""
     if isinstance(model_input, np.ndarray):
         model_input = pd.DataFrame({"pixels": list(model_input.reshape(len(model_input), -1))})
     if not isinstance(model_input, pd.DataFrame):
@@ -145,24 +159,25 @@ def faces_from_request(model_input: Any) -> np.ndarray:
                 "per request (FEROPS_MAX_REQUEST_BYTES): send fewer or smaller images"
             )
     faces = np.empty((len(model_input), 48, 48), dtype=np.uint8)
+    sizes = [(48, 48)] * len(model_input)
     pixels_left = limits.max_pixels
     for row, record in enumerate(model_input[columns].itertuples(index=False)):
         values = dict(zip(columns, record, strict=True))
         image, pixels = values.get("image"), values.get("pixels")
         if _present(image):
             try:
-                faces[row], used = decode_image(image, row=row, pixels_left=pixels_left)
+                faces[row], sizes[row] = decode_image(image, row=row, pixels_left=pixels_left)
             except RequestFull:
                 raise bad_request(
                     f"row {row}: the request's images hold more than {limits.max_pixels} "
                     "pixels in all (FEROPS_MAX_REQUEST_PIXELS); the rest were not decoded"
                 ) from None
-            pixels_left -= used
+            pixels_left -= sizes[row][0] * sizes[row][1]
         elif _present(pixels):
             faces[row] = parse_pixels(pixels, row=row)
         else:
             raise bad_request(f"row {row}: neither image nor pixels given")
-    return faces
+    return Request(faces, sizes)
 
 
 def _present(value: Any) -> bool:
@@ -225,9 +240,34 @@ class EmotionClassifier(mlflow.pyfunc.PythonModel):
         return_large_buffers_when_freed()
         if (context.model_config or {}).get("trained_on") == SYNTHETIC:
             log.warning(synthetic_warning("this model"))
+        self.answerer = Answerer(
+            uri=os.environ.get(SERVED_MODEL_VARIABLE, ""),
+            sha256=recorded.get(Path(artifacts["keras_model"]).name, ""),
+            source="serve",
+        )
+        self.settings = LogSettings.from_environment()
+        self.log = None if self.settings is None else self.settings.open()
+        if self.log is None:
+            log.warning(
+                "prediction log off: %s is not set, so answers are not recorded", LOG_VARIABLE
+            )
 
     # No type hints on purpose: MLflow would derive from them a signature the table does not fit.
     def predict(self, context, model_input, params=None):
-        """One row per request row: emotion, confidence, p_<emotion> (or HTTP 400)."""
-        faces = faces_from_request(model_input)
-        return emotions_table(self.classifier.probabilities(faces))
+        """One row per request row: emotion, confidence, p_<emotion> (or HTTP 400). Each
+        answer goes to the prediction log when there is one (queued: never waited for)."""
+        started = time.perf_counter()
+        request = read_request(model_input)
+        probabilities = self.classifier.probabilities(request.faces)
+        if self.log is not None:
+            self.log.append(
+                answer_columns(
+                    self.answerer,
+                    request.faces,
+                    probabilities,
+                    image_sizes=request.sizes,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    keep_faces=self.settings.keep_faces,
+                )
+            )
+        return emotions_table(probabilities)
