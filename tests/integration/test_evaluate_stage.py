@@ -78,3 +78,57 @@ def test_a_model_trained_on_random_crops_is_also_scored_on_ten_crops(tiny_facese
         expected = classification_metrics(test.y, np.mean(views, axis=0))
         assert on_disk["tta_ten_crop"]["accuracy"] == pytest.approx(expected["accuracy"])
         assert on_disk["tta_ten_crop"]["macro_f1"] == pytest.approx(expected["macro_f1"])
+
+
+def test_the_reference_holds_each_test_face_before_normalisation_and_the_model_s_answer(
+    tiny_faceset, tmp_path
+):
+    """What `monitor` compares production with: statistics of the faces as ingest read them
+    (the prediction log takes them before normalisation too), not of the equalised faces
+    the model saw; and the model's probabilities on them."""
+    import numpy as np
+    import pandas as pd
+
+    from ferops.data.faceset import save_faceset
+    from ferops.imaging.contrast import Preprocessing
+    from ferops.pipeline.evaluate import REFERENCE
+    from ferops.prediction_log.statistics import face_statistics
+    from tests.helpers import copy_faceset
+
+    save_faceset(tiny_faceset, tmp_path / "interim")
+    processed = copy_faceset(tiny_faceset)
+    for split in processed.values():
+        split.x = Preprocessing(contrast="equalize").apply(split.x)
+    test = processed["test"]
+    order = np.arange(len(test))[::-1]  # a different order than ingest's, matched by source
+    processed["test"] = type(test)(test.x[order], test.y[order], [test.sources[i] for i in order])
+    save_faceset(processed, tmp_path / "processed")
+    model = build_model(ModelSpec(width=4, depth=2))
+    model.save(tmp_path / "model.keras")
+
+    evaluate(
+        processed=tmp_path / "processed",
+        interim=tmp_path / "interim",
+        model_path=tmp_path / "model.keras",
+        run_file=None,
+        out_dir=tmp_path / "evaluation",
+        metrics_path=tmp_path / "metrics.json",
+        root=tmp_path,
+    )
+    reference = pd.read_parquet(tmp_path / "evaluation" / REFERENCE)
+    raw = tiny_faceset["test"].x[order]
+    assert len(reference) == len(raw)
+    np.testing.assert_allclose(reference["brightness"], face_statistics(raw)["brightness"])
+    equalised = face_statistics(processed["test"].x)["brightness"]
+    assert not np.allclose(reference["brightness"], equalised)  # not the model's input
+    expected = model.predict(processed["test"].x, verbose=0)
+    np.testing.assert_allclose(reference["confidence"], expected.max(axis=1), atol=1e-5)
+    assert set(reference["label"]) <= {
+        "angry",
+        "disgust",
+        "fear",
+        "happy",
+        "sad",
+        "surprise",
+        "neutral",
+    }

@@ -13,7 +13,7 @@ from ferops.inference.runtime import FaceClassifier
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.integrity import sha256_file
 from ferops.kernel.layout import find_root
-from ferops.prediction_log.records import LOG_VARIABLE, Answerer, LogSettings, answer_columns
+from ferops.prediction_log.records import LOG_VARIABLE, Answerer, Answers, LogSettings
 
 PROJECT_LOG = Path("logs") / "predictions"  # what `make serve` uses too
 
@@ -52,7 +52,7 @@ class AnswerRecorder:
             return
         height, width = image.shape[:2]
         self.log.append(
-            answer_columns(
+            Answers(
                 self.answerer,
                 np.stack(faces),
                 np.stack([r.probabilities for r in results]),

@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
-from ferops.data.faceset import load_faceset
+from ferops.data.faceset import Split, load_faceset
 from ferops.kernel.config import Params
 from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES
+from ferops.kernel.errors import DataError
 from ferops.kernel.files import replace_dir, write_json
 from ferops.kernel.layout import Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.models.jitter import training_crop
+from ferops.prediction_log.statistics import face_statistics
 from ferops.training import figures
 
 log = logging.getLogger(__name__)
@@ -139,10 +141,40 @@ def write_evaluation(
     return metrics
 
 
+REFERENCE = "reference.parquet"  # in reports/evaluation/, logged with every version
+
+
+def reference(test: Split, probabilities: np.ndarray, interim: Path | None) -> pd.DataFrame:
+    """What production is compared with (ferops monitor): per test face its label, the
+    model's probabilities and confidence, and the face's statistics as the prediction log
+    takes them, before contrast normalisation. The calibration it is read with is beside it
+    (reliability.csv, and the ECE in metrics.json)."""
+    table = pd.DataFrame(probabilities.astype(np.float32), columns=[f"p_{e}" for e in EMOTIONS])
+    table.insert(0, "confidence", probabilities.max(axis=1).astype(np.float32))
+    table.insert(0, "emotion", [EMOTIONS[i] for i in probabilities.argmax(axis=1)])
+    table.insert(0, "label", [EMOTIONS[int(i)] for i in test.y])
+    for name, values in face_statistics(raw_faces(test, interim)).items():
+        table[name] = values
+    return table
+
+
+def raw_faces(test: Split, interim: Path | None) -> np.ndarray:
+    """The processed test faces as ingest read them (matched by source), so that a
+    normalised contrast does not hide what production's statistics see."""
+    if interim is None or not (interim / "test.npz").is_file():
+        return test.x
+    raw = load_faceset(interim)["test"]
+    where = {source: i for i, source in enumerate(raw.sources)}
+    if not all(source in where for source in test.sources):
+        raise DataError(f"{interim}: the test faces in data/processed are not all there")
+    return raw.x[[where[source] for source in test.sources]]
+
+
 def run(params: Params, layout: Layout) -> dict[str, Any]:
     """Evaluate models/model.keras on the test split; write reports/ and log to MLflow."""
     return evaluate(
         processed=layout.processed,
+        interim=layout.interim,
         model_path=layout.model,
         run_file=layout.training_run,
         out_dir=layout.evaluation,
@@ -160,9 +192,11 @@ def evaluate(
     metrics_path: Path,
     root: Path,
     data_source: str = "",
+    interim: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate models/model.keras on the test split; reports replace the old ones only when
-    every file was written."""
+    every file was written. `interim`: the faces as ingest read them, for the reference's
+    statistics (default: the processed faces, the same when contrast is not normalised)."""
     test = load_faceset(processed)["test"]
     model = load_model(model_path)
     probabilities = model.predict(test.x, batch_size=256, verbose=0)
@@ -170,6 +204,7 @@ def evaluate(
     staged = Path(tempfile.mkdtemp(prefix=".evaluation.", dir=out_dir.parent))
     try:
         metrics = write_evaluation(test.y, probabilities, test.sources, staged)
+        reference(test, probabilities, interim).to_parquet(staged / REFERENCE, index=False)
         figures.attention_sheet(model, test.x, test.y, probabilities, staged / "attention.png")
         replace_dir(staged, out_dir)
     finally:

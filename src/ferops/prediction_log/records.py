@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from PIL import Image
 
 from ferops.kernel.emotions import EMOTIONS
@@ -72,39 +73,52 @@ class Answerer:
     source: str  # serve, predict, stream
 
 
-def answer_columns(
-    answerer: Answerer,
-    faces: np.ndarray,
-    probabilities: np.ndarray,
-    *,
-    image_sizes: list[tuple[int, int]],
-    latency_ms: float,
-    keep_faces: bool,
-    request_id: str | None = None,
-) -> dict[str, Any]:
-    """The log's columns for one request: a row per face, statistics taken before the
-    model's contrast normalisation; the face itself only when `keep_faces`."""
-    n = len(faces)
-    stats = face_statistics(faces)
-    widths, heights = zip(*image_sizes, strict=True) if image_sizes else ((), ())
-    columns: dict[str, Any] = {
-        "time": [datetime.now(UTC)] * n,
-        "request_id": [request_id or uuid.uuid4().hex] * n,
-        "row": np.arange(n, dtype=np.int32),
-        "source": [answerer.source] * n,
-        "model_uri": [answerer.uri] * n,
-        "model_sha256": [answerer.sha256] * n,
-        "emotion": [EMOTIONS[i] for i in probabilities.argmax(axis=1)],
-        "confidence": probabilities.max(axis=1).astype(np.float32),
-        **{f"p_{e}": probabilities[:, i].astype(np.float32) for i, e in enumerate(EMOTIONS)},
-        "latency_ms": np.full(n, latency_ms, dtype=np.float32),
-        **stats,
-        "image_width": np.asarray(widths, dtype=np.int32),
-        "image_height": np.asarray(heights, dtype=np.int32),
-    }
-    if keep_faces:
-        columns["face_png"] = [png(face) for face in faces]
-    return columns
+@dataclass(frozen=True)
+class Answers:
+    """One request's answers as the request path hands them over: arrays only. The columns
+    (statistics, PNGs, Arrow) are built by the log's flush thread, off the request path."""
+
+    answerer: Answerer
+    faces: np.ndarray  # (N, 48, 48) uint8, before the model's contrast normalisation
+    probabilities: np.ndarray  # (N, 7)
+    image_sizes: list[tuple[int, int]]  # width, height of the image each face came from
+    latency_ms: float
+    keep_faces: bool
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @staticmethod
+    def columns_of(answers: list[Answers]) -> dict[str, Any]:
+        """The log's columns for many requests at once, a row per face: one pass of numpy
+        over all of them, so a flush costs the server little however many requests it holds."""
+        counts = np.array([len(a.faces) for a in answers])
+
+        def each(values: list[Any], dtype: Any = object) -> np.ndarray:
+            return np.repeat(np.asarray(values, dtype=dtype), counts)
+
+        faces = np.concatenate([a.faces for a in answers])
+        probabilities = np.concatenate([a.probabilities for a in answers]).astype(np.float32)
+        sizes = np.array([size for a in answers for size in a.image_sizes], np.int32).reshape(-1, 2)
+        times = [a.time.replace(tzinfo=None) for a in answers]
+        columns: dict[str, Any] = {
+            "time": pa.array(each(times, "datetime64[us]"), pa.timestamp("us", tz="UTC")),
+            "request_id": each([a.request_id for a in answers]),
+            "row": np.concatenate([np.arange(n, dtype=np.int32) for n in counts]),
+            "source": each([a.answerer.source for a in answers]),
+            "model_uri": each([a.answerer.uri for a in answers]),
+            "model_sha256": each([a.answerer.sha256 for a in answers]),
+            "emotion": np.asarray(EMOTIONS, dtype=object)[probabilities.argmax(axis=1)],
+            "confidence": probabilities.max(axis=1),
+            **{f"p_{e}": probabilities[:, i] for i, e in enumerate(EMOTIONS)},
+            "latency_ms": each([a.latency_ms for a in answers], np.float32),
+            **face_statistics(faces),
+            "image_width": sizes[:, 0],
+            "image_height": sizes[:, 1],
+        }
+        keep = each([a.keep_faces for a in answers], bool)
+        if keep.any():
+            columns["face_png"] = [png(f) if k else None for f, k in zip(faces, keep, strict=True)]
+        return columns
 
 
 def png(face: np.ndarray) -> bytes:

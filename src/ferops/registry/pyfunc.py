@@ -31,7 +31,7 @@ from ferops.inference.resolve import SYNTHETIC, synthetic_warning
 from ferops.inference.runtime import ModelFiles, open_classifier
 from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.integrity import ModelFileChanged, verify_files
-from ferops.prediction_log.records import LOG_VARIABLE, Answerer, LogSettings, answer_columns
+from ferops.prediction_log.records import LOG_VARIABLE, Answerer, Answers, LogSettings
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # per image, after base64 decoding
 MAX_IMAGE_PIXELS = 25_000_000  # width x height: refuses decompression bombs before decoding
@@ -261,7 +261,7 @@ class EmotionClassifier(mlflow.pyfunc.PythonModel):
         probabilities = self.classifier.probabilities(request.faces)
         if self.log is not None:
             self.log.append(
-                answer_columns(
+                Answers(
                     self.answerer,
                     request.faces,
                     probabilities,
