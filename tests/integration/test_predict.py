@@ -16,17 +16,23 @@ from ferops.kernel.emotions import EMOTIONS
 from tests.helpers import detectable
 
 
+def two_face_photo(tiny_faceset, folder):
+    """A scene with two detectable faces, one enlarged, and where it was written."""
+    a, b = detectable(tiny_faceset, 2)
+    image = scene()
+    paste(image, a, 40, 60, 150)
+    paste(image, b, 380, 200)
+    photo = folder / "two.png"
+    cv2.imwrite(str(photo), image)
+    return image, photo
+
+
 def test_predict_lists_every_face_annotates_and_matches_the_classifier(
     tmp_path, tiny_faceset, keras_model_file
 ):
     from ferops.inference.runtime import load_classifier
 
-    a, b = detectable(tiny_faceset, 2)
-    image = scene()
-    paste(image, a, 40, 60, 150)
-    paste(image, b, 380, 200)
-    photo = tmp_path / "two.png"
-    cv2.imwrite(str(photo), image)
+    image, photo = two_face_photo(tiny_faceset, tmp_path)
     empty = tmp_path / "empty.jpg"
     cv2.imwrite(str(empty), scene(seed=3))
     broken = tmp_path / "broken.png"
@@ -114,12 +120,7 @@ def test_predict_and_the_python_api_record_their_answers_when_asked(
     from ferops.kernel.integrity import sha256_file
     from ferops.prediction_log.store import read_log
 
-    a, b = detectable(tiny_faceset, 2)
-    image = scene()
-    paste(image, a, 40, 60, 150)
-    paste(image, b, 380, 200)
-    photo = tmp_path / "two.png"
-    cv2.imwrite(str(photo), image)
+    image, photo = two_face_photo(tiny_faceset, tmp_path)
     monkeypatch.setenv("FEROPS_PREDICTION_LOG", str(tmp_path / "log"))
     args = ["predict", str(photo), "--model", str(keras_model_file), "--json"]
 

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from ferops.kernel.errors import DataError
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_CLASSES = len(EMOTIONS)
+
+
+def answer_columns(probabilities: np.ndarray, dtype: Any = np.float32) -> dict[str, Any]:
+    """A model's answers as columns, one row per face: `emotion`, `confidence` and the seven
+    `p_<emotion>` (the served table, the prediction log and the evaluation reference alike)."""
+    values = np.asarray(probabilities).astype(dtype)
+    return {
+        "emotion": np.asarray(EMOTIONS, dtype=object)[values.argmax(axis=1)],
+        "confidence": values.max(axis=1),
+        **{f"p_{e}": values[:, i] for i, e in enumerate(EMOTIONS)},
+    }
+
 
 # Folder names seen in public FER data sets (FER2013, FER+, RAF-DB, AffectNet exports).
 _SYNONYMS: dict[str, str] = {

@@ -20,7 +20,7 @@ from sklearn.metrics import classification_report, confusion_matrix, precision_r
 
 from ferops.data.faceset import Split, load_faceset
 from ferops.kernel.config import Params
-from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES
+from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES, answer_columns
 from ferops.kernel.errors import DataError
 from ferops.kernel.files import replace_dir, write_json
 from ferops.kernel.layout import Layout, tracking_uri
@@ -149,13 +149,13 @@ def reference(test: Split, probabilities: np.ndarray, interim: Path | None) -> p
     model's probabilities and confidence, and the face's statistics as the prediction log
     takes them, before contrast normalisation. The calibration it is read with is beside it
     (reliability.csv, and the ECE in metrics.json)."""
-    table = pd.DataFrame(probabilities.astype(np.float32), columns=[f"p_{e}" for e in EMOTIONS])
-    table.insert(0, "confidence", probabilities.max(axis=1).astype(np.float32))
-    table.insert(0, "emotion", [EMOTIONS[i] for i in probabilities.argmax(axis=1)])
-    table.insert(0, "label", [EMOTIONS[int(i)] for i in test.y])
-    for name, values in face_statistics(raw_faces(test, interim)).items():
-        table[name] = values
-    return table
+    return pd.DataFrame(
+        {
+            "label": [EMOTIONS[int(i)] for i in test.y],
+            **answer_columns(probabilities),
+            **face_statistics(raw_faces(test, interim)),
+        }
+    )
 
 
 def raw_faces(test: Split, interim: Path | None) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from ferops.kernel.emotions import EMOTIONS
+from ferops.kernel.emotions import answer_columns
 from ferops.kernel.errors import ConfigError
 from ferops.prediction_log.statistics import face_statistics
 from ferops.prediction_log.store import FolderStore
@@ -97,7 +97,7 @@ class Answers:
             return np.repeat(np.asarray(values, dtype=dtype), counts)
 
         faces = np.concatenate([a.faces for a in answers])
-        probabilities = np.concatenate([a.probabilities for a in answers]).astype(np.float32)
+        probabilities = np.concatenate([a.probabilities for a in answers])
         sizes = np.array([size for a in answers for size in a.image_sizes], np.int32).reshape(-1, 2)
         times = [a.time.replace(tzinfo=None) for a in answers]
         columns: dict[str, Any] = {
@@ -107,9 +107,7 @@ class Answers:
             "source": each([a.answerer.source for a in answers]),
             "model_uri": each([a.answerer.uri for a in answers]),
             "model_sha256": each([a.answerer.sha256 for a in answers]),
-            "emotion": np.asarray(EMOTIONS, dtype=object)[probabilities.argmax(axis=1)],
-            "confidence": probabilities.max(axis=1),
-            **{f"p_{e}": probabilities[:, i] for i, e in enumerate(EMOTIONS)},
+            **answer_columns(probabilities),
             "latency_ms": each([a.latency_ms for a in answers], np.float32),
             **face_statistics(faces),
             "image_width": sizes[:, 0],

@@ -29,7 +29,7 @@ from ferops.imaging.contrast import Preprocessing
 from ferops.imaging.decode import TooManyPixels, UnreadableImage, decode_grey, fit_face
 from ferops.inference.resolve import SYNTHETIC, synthetic_warning
 from ferops.inference.runtime import ModelFiles, open_classifier
-from ferops.kernel.emotions import EMOTIONS
+from ferops.kernel.emotions import EMOTIONS, answer_columns
 from ferops.kernel.integrity import ModelFileChanged, verify_files
 from ferops.prediction_log.records import LOG_VARIABLE, Answerer, Answers, LogSettings
 
@@ -190,10 +190,7 @@ def _present(value: Any) -> bool:
 
 def emotions_table(probabilities: np.ndarray) -> pd.DataFrame:
     """One row per face: the emotion, its probability, and all seven probabilities."""
-    table = pd.DataFrame(probabilities.astype(np.float64), columns=PROBABILITY_COLUMNS)
-    table.insert(0, "confidence", probabilities.max(axis=1).astype(np.float64))
-    table.insert(0, "emotion", [EMOTIONS[i] for i in probabilities.argmax(axis=1)])
-    return table
+    return pd.DataFrame(answer_columns(probabilities, np.float64))
 
 
 def return_large_buffers_when_freed() -> None:
