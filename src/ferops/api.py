@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 
 from ferops.imaging.faces import FaceDetector
-from ferops.inference.answers import AnswerRecorder
 from ferops.inference.photos import (
     FaceResult,
     analyse,
@@ -79,8 +78,13 @@ class EmotionRecognizer:
         self.detector = FaceDetector(detector)
         # Each answer into the prediction log, as the server records its own (written every
         # 2 s and at exit).
-        project = None if root is None else Path(root)
-        self.recorder = AnswerRecorder(self.classifier, "api", project) if log else None
+        self.recorder = None
+        if log:
+            # Deferred on purpose: the log's Parquet writer is not needed without it.
+            from ferops.inference.answers import AnswerRecorder
+
+            project = None if root is None else Path(root)
+            self.recorder = AnswerRecorder(self.classifier, "api", project)
 
     @property
     def model(self) -> str:

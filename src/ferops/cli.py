@@ -20,7 +20,6 @@ import typer
 
 from ferops import __version__
 from ferops.imaging.faces import FaceDetector
-from ferops.inference.answers import AnswerRecorder
 from ferops.inference.photos import analyse, analyse_whole, draw, photo_paths, read_photo
 from ferops.inference.resolve import (
     SYNTHETIC,
@@ -243,7 +242,13 @@ def predict(
         _fail(f"no images in {', '.join(map(str, photos))}")
     classifier = _classifier(root, model, runtime)
     finder = None if whole else _guard(lambda: FaceDetector(detector))
-    recorder = _guard(lambda: AnswerRecorder(classifier, "predict", root)) if log else None
+    recorder = None
+    if log:
+        # Deferred on purpose: the log's Parquet writer (pyarrow, pandas) costs every command
+        # about 0.3 s of start-up; only --log needs it.
+        from ferops.inference.answers import AnswerRecorder
+
+        recorder = _guard(lambda: AnswerRecorder(classifier, "predict", root))
     records = []
     failed: list[str] = []
     written: set[str] = set()
