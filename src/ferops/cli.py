@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -538,6 +539,125 @@ def check(
     )
     accuracy = "" if found.test_accuracy is None else f", test accuracy {found.test_accuracy:.3f}"
     typer.echo(f"{found.source}: trained on {data}{accuracy}")
+
+
+def moment(text: str | None) -> datetime | None:
+    """--since/--until: an ISO date or time (UTC unless it says otherwise), or a span back
+    from now: 30m, 24h, 7d."""
+    if text is None:
+        return None
+    spans = {"m": "minutes", "h": "hours", "d": "days"}
+    if len(text) > 1 and text[-1] in spans and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(**{spans[text[-1]]: float(text[:-1])})
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither an ISO time (2026-12-05T10:00) nor a span (30m, 24h, 7d)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+SinceOption = Annotated[
+    str | None, typer.Option(help="Answers from this time: ISO (UTC) or a span back (24h, 7d).")
+]
+UntilOption = Annotated[str | None, typer.Option(help="Answers before this time (as --since).")]
+LastOption = Annotated[
+    int | None, typer.Option(help="The latest N answers (default monitor.window without times).")
+]
+LogOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log",
+        help="Prediction log folder (default FEROPS_PREDICTION_LOG, else logs/predictions).",
+    ),
+]
+
+
+@app.command()
+def monitor(
+    root: RootOption = Path(),
+    model: Annotated[
+        str | None, typer.Option(help="Version to judge; default register's champion.")
+    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    last: LastOption = None,
+    log: LogOption = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="A reference.parquet (default: the version's own).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    track: Annotated[bool, typer.Option(help="Log the window to MLflow.")] = True,
+) -> None:
+    """Judge served answers against the model's evaluation: drift of face brightness,
+    contrast and sharpness, of the emotion mix and the confidence, and accuracy estimated
+    without labels. Writes reports/monitoring/report.{json,html}; exit 0 whatever the verdict
+    (read it from --json's `verdict`: ok, drift or too few answers)."""
+    # Deferred on purpose: MLflow, SciPy and matplotlib load only for this command.
+    from ferops.ops.monitor import Window
+    from ferops.ops.monitor import monitor as run_monitor
+
+    layout = Layout(root)
+    params = _params(layout)
+    window = Window(moment(since), moment(until), last)
+    report = _guard(
+        lambda: run_monitor(
+            params,
+            layout,
+            model=model,
+            window=window,
+            log_root=log,
+            reference_file=reference,
+            track=track,
+        )
+    )
+    if json_output:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    typer.echo(report.summary())
+    typer.echo(report.accuracy_words())
+    typer.echo(f"report: {layout.monitoring / 'report.html'}")
+
+
+feedback = typer.Typer(help="Reviewed production faces back into the data.", no_args_is_help=True)
+app.add_typer(feedback, name="feedback")
+
+
+@feedback.command("export")
+def feedback_export(
+    out: Annotated[Path, typer.Argument(help="A new folder for the review.")],
+    root: RootOption = Path(),
+    since: SinceOption = None,
+    until: UntilOption = None,
+    last: LastOption = None,
+    log: LogOption = None,
+) -> None:
+    """Write logged faces (kept only with FEROPS_PREDICTION_LOG_FACES=1) to OUT/<predicted
+    emotion>/ with OUT/manifest.csv. Review by moving a file to the right emotion's folder
+    or by filling the manifest's label column; then `ferops feedback import OUT`."""
+    from ferops.ops.feedback import export
+    from ferops.ops.monitor import Window
+
+    window = Window(moment(since), moment(until), last)
+    count = _guard(lambda: export(Layout(root), out, window, log))
+    typer.echo(f"{count} face(s) in {out}/<emotion>/, listed in {out / 'manifest.csv'}")
+
+
+@feedback.command("import")
+def feedback_import(
+    folder: Annotated[Path, typer.Argument(help="A reviewed export.")],
+    root: RootOption = Path(),
+) -> None:
+    """Check a reviewed export (known emotions, 48x48 faces, no val/test copy, nothing
+    imported twice) and add it as a DVC-tracked batch under data/feedback/; `dvc repro` then
+    trains on it, except the production slice (feedback.holdout_fraction) evaluate scores."""
+    from ferops.ops.feedback import import_review
+
+    layout = Layout(root)
+    params = _params(layout)
+    batch = _guard(lambda: import_review(params, layout, folder))
+    typer.echo(f"imported into {batch}; `dvc repro` retrains on it (commit {batch.name}.dvc)")
 
 
 def _params(layout: Layout) -> Params:

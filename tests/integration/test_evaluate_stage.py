@@ -92,7 +92,7 @@ def test_the_reference_holds_each_test_face_before_normalisation_and_the_model_s
 
     from ferops.data.faceset import save_faceset
     from ferops.imaging.contrast import Preprocessing
-    from ferops.pipeline.evaluate import REFERENCE
+    from ferops.kernel.layout import REFERENCE_FILE as REFERENCE
     from ferops.prediction_log.statistics import face_statistics
     from tests.helpers import copy_faceset
 

@@ -21,6 +21,14 @@ from ferops.kernel.errors import DataError
 from ferops.kernel.files import atomic_path, write_npz
 
 MANIFEST = "manifest.parquet"
+# Reviewed production faces held out of training (ferops feedback): evaluate scores them apart.
+# Optional: a face set without feedback has no such split, and older folders lack the file.
+PRODUCTION = "production"
+
+
+def split_names(faceset: FaceSet) -> list[str]:
+    """train, val, test, then the production slice where the face set has one."""
+    return [*SPLITS, *([PRODUCTION] if PRODUCTION in faceset else [])]
 
 
 @dataclass
@@ -75,7 +83,7 @@ def face_sha1(faces: np.ndarray) -> list[str]:
 def manifest_of(faceset: FaceSet) -> pd.DataFrame:
     """One row per image: split, index within split, label, emotion name, source, sha1."""
     frames = []
-    for split in SPLITS:
+    for split in split_names(faceset):
         part = faceset[split]
         frames.append(
             pd.DataFrame(
@@ -102,7 +110,7 @@ def check_not_empty(faceset: FaceSet, origin: str) -> None:
 def save_faceset(faceset: FaceSet, directory: Path) -> pd.DataFrame:
     """Write every split and the manifest; each file is replaced only once fully written."""
     manifest = manifest_of(faceset)
-    for split in SPLITS:
+    for split in split_names(faceset):
         write_npz(directory / f"{split}.npz", x=faceset[split].x, y=faceset[split].y)
     with atomic_path(directory / MANIFEST) as tmp:
         manifest.to_parquet(tmp, index=False)
@@ -116,7 +124,8 @@ def load_faceset(directory: Path) -> FaceSet:
         raise DataError(f"{manifest_path}: not found; run the stage that writes {directory}")
     manifest = pd.read_parquet(manifest_path)
     faceset: FaceSet = {}
-    for split in SPLITS:
+    optional = [PRODUCTION] if (directory / f"{PRODUCTION}.npz").is_file() else []
+    for split in [*SPLITS, *optional]:
         path = directory / f"{split}.npz"
         if not path.is_file():
             raise DataError(f"{path}: not found")

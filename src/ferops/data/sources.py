@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ferops.data.faceset import FaceSet, Split
+from ferops.data.faceset import FaceSet, Split, split_names
 from ferops.data.fer2013_csv import read_fer2013_csv
 from ferops.data.image_folder import read_image_folder
 from ferops.data.synthetic import balanced_labels, generate_faces
@@ -54,7 +54,7 @@ def synthetic_faceset(data: DataConfig, *, seed: int) -> FaceSet:
 def class_counts(faceset: FaceSet) -> dict[str, dict[str, int]]:
     """Images per emotion and in total, per split."""
     counts: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
+    for split in split_names(faceset):
         per_class = np.bincount(faceset[split].y, minlength=len(EMOTIONS))
         counts[split] = {name: int(n) for name, n in zip(EMOTIONS, per_class, strict=True)}
         counts[split]["total"] = len(faceset[split])

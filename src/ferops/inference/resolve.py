@@ -121,6 +121,9 @@ class RegisteredVersion:
     trained_on: str  # the data source it learned from ("synthetic", ...), "" if unknown
     test_accuracy: float | None
     sha256: dict[str, str]  # {file name: digest} recorded on the version
+    run_id: str | None = None  # the run that logged it: its evaluation/ reports
+    name: str = ""
+    version: str = ""
 
 
 def registered_version(uri: str, tracking_uri: str) -> RegisteredVersion:
@@ -152,6 +155,9 @@ def registered_version(uri: str, tracking_uri: str) -> RegisteredVersion:
         trained_on=version.tags.get("trained_on") or _trained_on(client, version.run_id),
         test_accuracy=_number(version.tags.get("test_accuracy")),
         sha256=digests_from_tags(version.tags),
+        run_id=version.run_id,
+        name=name,
+        version=str(number),
     )
 
 

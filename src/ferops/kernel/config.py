@@ -150,6 +150,32 @@ def alias_uri(model_name: str, alias: str) -> str:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """When served answers count as drifted: a statistic drifts when its effect (PSI) is past
+    `psi` and its test rejects at `p_value`; either alone misleads (a large window makes any
+    difference significant, a small one makes PSI noisy)."""
+
+    window: int = 1000  # answers monitored when no --since/--until/--last is given
+    min_answers: int = 200  # fewer answers: the verdict is "too few answers"
+    psi: float = 0.2
+    p_value: float = 0.01
+    accuracy_drop: float = 0.05  # estimated accuracy this far below evaluation's is a reason
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    holdout_fraction: float = 0.2  # reviewed faces kept out of training: the production slice
+
+
+RetrainTrigger = Literal["data", "drift", "either"]
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    trigger: RetrainTrigger = "data"  # drift: retrain on monitor's drift alone (opt-in)
+
+
+@dataclass(frozen=True)
 class Params:
     seed: int = 42
     data: DataConfig = field(default_factory=DataConfig)
@@ -159,6 +185,9 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
 
 _DEFAULTS = Params()  # read by _default: built once, not per key
@@ -218,6 +247,17 @@ def parse_params(raw: dict[str, Any], *, origin: str = "params") -> Params:
             min_gain=reader.number("register.min_gain", minimum=0.0, maximum=1.0),
             alpha=reader.number("register.alpha", minimum=1e-6, maximum=1.0),
         ),
+        monitor=MonitorConfig(
+            window=reader.integer("monitor.window", minimum=1),
+            min_answers=reader.integer("monitor.min_answers", minimum=1),
+            psi=reader.number("monitor.psi", minimum=0.0),
+            p_value=reader.number("monitor.p_value", minimum=1e-12, maximum=1.0),
+            accuracy_drop=reader.number("monitor.accuracy_drop", minimum=0.0, maximum=1.0),
+        ),
+        feedback=FeedbackConfig(
+            holdout_fraction=reader.number("feedback.holdout_fraction", minimum=0.0, maximum=0.9)
+        ),
+        retrain=RetrainConfig(trigger=reader.choice("retrain.trigger", RetrainTrigger)),
     )
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 from ferops.kernel.local_store import check_in_place
 
 DEFAULT_TRACKING_DB = "mlflow.db"
+# What served answers are compared with: evaluate writes it in reports/evaluation/, register
+# logs it with the version under evaluation/, ferops monitor reads it from there.
+REFERENCE_FILE = "reference.parquet"
 
 
 def tracking_uri(root: Path) -> str:
@@ -111,3 +114,18 @@ class Layout:
     @property
     def metrics(self) -> Path:
         return self.reports / "metrics.json"
+
+    @property
+    def monitoring(self) -> Path:
+        """ferops monitor's latest report (report.json, report.html)."""
+        return self.reports / "monitoring"
+
+    @property
+    def prediction_log(self) -> Path:
+        """Where `make serve` records answers unless FEROPS_PREDICTION_LOG says otherwise."""
+        return self.root / "logs" / "predictions"
+
+    @property
+    def feedback(self) -> Path:
+        """Reviewed production faces, one DVC-tracked folder per import; ingest reads them."""
+        return self.root / "data" / "feedback"

@@ -25,9 +25,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.states import Completed
 
+from ferops.kernel.config import load_params
 from ferops.kernel.errors import FeropsError
 from ferops.kernel.layout import Layout
 from ferops.kernel.process import stop_group
+from ferops.monitoring.report import DRIFT
+from ferops.ops.monitor_flow import judge_window
 
 ARTIFACT_KEY = "ferops-promotion"
 TAIL_LINES = 40
@@ -173,8 +176,18 @@ def mlflow_ui(tracking_uri: str) -> tuple[str, str]:
     return "http://127.0.0.1:5000", f"mlflow ui --backend-store-uri {tracking_uri}"
 
 
+def verdict_line(verdict: dict[str, Any]) -> str:
+    """The monitor's verdict in one line: `drift: brightness PSI 0.41 > 0.20; ...`."""
+    reasons = "; ".join(verdict.get("reasons") or [])
+    return f"{verdict['verdict']}: {reasons}" if reasons else verdict["verdict"]
+
+
 def promotion_markdown(
-    promotion: dict[str, Any], run: dict[str, Any], fresh: bool, tracking_uri: str
+    promotion: dict[str, Any],
+    run: dict[str, Any],
+    fresh: bool,
+    tracking_uri: str,
+    verdict: dict[str, Any] | None = None,
 ) -> str:
     """Candidate against champion, the decision and its p-value, with links to MLflow."""
     ui, opener = mlflow_ui(tracking_uri)
@@ -201,6 +214,7 @@ def promotion_markdown(
         "",
         f"**Decision:** {promotion['reason']}",
         f"**McNemar exact p-value:** {'n/a' if p_value is None else f'{p_value:.4g}'}",
+        *([f"**Monitor before retraining:** {verdict_line(verdict)}"] if verdict else []),
         "",
         f"- training run: [{run['run_id']}]({run_link})",
         f"- registered model: [{promotion['model_name']} v{version}]({model_link})",
@@ -212,8 +226,11 @@ def promotion_markdown(
 
 
 @task(name="publish-promotion", cache_policy=NO_CACHE)
-def publish_promotion(root: Path, before: bytes | None) -> dict[str, Any]:
-    """Read reports/promotion.json and publish it as the `ferops-promotion` artifact."""
+def publish_promotion(
+    root: Path, before: bytes | None, verdict: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read reports/promotion.json and publish it as the `ferops-promotion` artifact, with
+    the monitor's verdict that preceded the retraining."""
     layout = Layout(root)
     current = layout.promotion.read_bytes()
     promotion = json.loads(current)
@@ -221,7 +238,7 @@ def publish_promotion(root: Path, before: bytes | None) -> dict[str, Any]:
     fresh = current != before
     create_markdown_artifact(
         key=ARTIFACT_KEY,
-        markdown=promotion_markdown(promotion, run, fresh, layout.tracking_uri),
+        markdown=promotion_markdown(promotion, run, fresh, layout.tracking_uri, verdict),
         description="Promotion decision of the latest retraining",
     )
     return {**promotion, "register_ran": fresh}
@@ -232,25 +249,50 @@ SKIPPED = "Skipped"
 
 @flow(name="ferops-retrain", log_prints=True)
 def retrain_flow(root: str = ".", force: bool = False, retries: int = 1) -> Any:
-    """Rerun the pipeline when data or params changed (always with `force`); report promotion.
+    """Judge the served answers first (ferops monitor), then retrain as `retrain.trigger`
+    says: `data` when data or params changed, `drift` when the monitor says drift, `either`;
+    always with `force`. Report the promotion with the verdict beside it.
 
     A run with nothing to do ends in a Completed state named "Skipped", so the Prefect UI tells
     it from a retraining at a glance; called directly, the flow returns the same dict either way.
     """
     project = Path(root).resolve()
+    trigger = load_params(Layout(project).params).retrain.trigger
+    verdict = judge_window(project, None, None, None)
     changes = pipeline_changes(project)
-    if not changes and not force:
-        reason = "nothing changed since the last run; no retraining (use --force to retrain)"
+    drifted = verdict["verdict"] == DRIFT
+    on_data = bool(changes) and trigger in ("data", "either")
+    on_drift = drifted and trigger in ("drift", "either")
+    outcome = {"monitor": verdict_line(verdict), "trigger": trigger}
+    if not (force or on_data or on_drift):
+        reason = skip_reason(trigger, changes, verdict)
         get_run_logger().info(reason)
-        return Completed(name=SKIPPED, message=reason, data={"retrained": False, "changed": []})
-    get_run_logger().info(
-        "retraining; changed stages: %s", ", ".join(sorted(changes)) or "none (forced)"
-    )
+        data = {"retrained": False, "changed": sorted(changes), **outcome}
+        return Completed(name=SKIPPED, message=reason, data=data)
+    why = "changed stages: " + (", ".join(sorted(changes)) or "none")
+    if on_drift:
+        why += f"; the monitor says {verdict_line(verdict)}"
+    get_run_logger().info("retraining (trigger %s); %s", trigger, why if not force else "forced")
     promotion_file = Layout(project).promotion
     before = promotion_file.read_bytes() if promotion_file.is_file() else None
     retrying = reproduce.with_options(
         retries=retries, retry_delay_seconds=RETRY_DELAY_S, retry_condition_fn=worth_retrying
     )
-    retrying(project, force)
-    promotion = publish_promotion(project, before)
-    return {"retrained": True, "changed": sorted(changes), **promotion}
+    # Drift with unchanged data: DVC sees nothing stale, so train onwards is forced.
+    retrying(project, force or (on_drift and not on_data))
+    promotion = publish_promotion(project, before, verdict)
+    return {"retrained": True, "changed": sorted(changes), **outcome, **promotion}
+
+
+def skip_reason(trigger: str, changes: dict[str, Any], verdict: dict[str, Any]) -> str:
+    if trigger == "data" or not changes:
+        said = "nothing changed since the last run"
+        if trigger == "data" and verdict["verdict"] == DRIFT:
+            said += " (the monitor says drift; retrain.trigger: data waits for new data)"
+        elif trigger != "data":
+            said += f" and the monitor says {verdict['verdict']}"
+        return f"{said}; no retraining (use --force to retrain)"
+    return (
+        f"data changed but retrain.trigger is {trigger} and the monitor says "
+        f"{verdict['verdict']}; no retraining (use --force to retrain)"
+    )

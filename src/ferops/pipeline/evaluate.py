@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
-from ferops.data.faceset import Split, load_faceset
+from ferops.data.faceset import PRODUCTION, Split, load_faceset
 from ferops.kernel.config import Params
 from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES, answer_columns
 from ferops.kernel.errors import DataError
 from ferops.kernel.files import replace_dir, write_json
-from ferops.kernel.layout import Layout, tracking_uri
+from ferops.kernel.layout import REFERENCE_FILE, Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.models.jitter import training_crop
 from ferops.prediction_log.statistics import face_statistics
@@ -141,9 +141,6 @@ def write_evaluation(
     return metrics
 
 
-REFERENCE = "reference.parquet"  # in reports/evaluation/, logged with every version
-
-
 def reference(test: Split, probabilities: np.ndarray, interim: Path | None) -> pd.DataFrame:
     """What production is compared with (ferops monitor): per test face its label, the
     model's probabilities and confidence, and the face's statistics as the prediction log
@@ -197,14 +194,15 @@ def evaluate(
     """Evaluate models/model.keras on the test split; reports replace the old ones only when
     every file was written. `interim`: the faces as ingest read them, for the reference's
     statistics (default: the processed faces, the same when contrast is not normalised)."""
-    test = load_faceset(processed)["test"]
+    faceset = load_faceset(processed)
+    test = faceset["test"]
     model = load_model(model_path)
     probabilities = model.predict(test.x, batch_size=256, verbose=0)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".evaluation.", dir=out_dir.parent))
     try:
         metrics = write_evaluation(test.y, probabilities, test.sources, staged)
-        reference(test, probabilities, interim).to_parquet(staged / REFERENCE, index=False)
+        reference(test, probabilities, interim).to_parquet(staged / REFERENCE_FILE, index=False)
         figures.attention_sheet(model, test.x, test.y, probabilities, staged / "attention.png")
         replace_dir(staged, out_dir)
     finally:
@@ -233,6 +231,7 @@ def evaluate(
             # moved 2 px each way; for a model trained on random crops, ten crops). Reported
             # beside the plain figures; the gate and the served model use the plain ones.
             **{name: {k: m[k] for k in ("accuracy", "macro_f1")} for name, m in with_tta.items()},
+            **production_slice(model, faceset.get(PRODUCTION)),
         },
     )
     run = json.loads(run_file.read_text()) if run_file is not None and run_file.is_file() else {}
@@ -246,6 +245,18 @@ def evaluate(
         len(test),
     )
     return metrics
+
+
+def production_slice(model: Any, production: Split | None) -> dict[str, Any]:
+    """Accuracy on reviewed production faces held out of training (ferops feedback): what
+    the model does on the faces it is actually sent, beside the test split's figure."""
+    if production is None or not len(production):
+        return {}
+    answers = model.predict(production.x, batch_size=256, verbose=0).argmax(axis=1)
+    return {
+        "production_accuracy": round(float((answers == production.y).mean()), 4),
+        "production_faces": len(production),
+    }
 
 
 TTA_SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))  # (dx, dy) in pixels

@@ -7,8 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ferops.data.faceset import save_faceset
+import numpy as np
+
+from ferops.data.faceset import PRODUCTION, FaceSet, Split, save_faceset
 from ferops.data.sources import class_counts, read_source
+from ferops.feedback.review import TRAIN, feedback_splits
 from ferops.kernel.config import DataConfig, Params
 from ferops.kernel.files import write_json
 from ferops.kernel.layout import Layout
@@ -19,17 +22,31 @@ log = logging.getLogger(__name__)
 def run(params: Params, layout: Layout) -> dict[str, Any]:
     """Read data.source (synthetic, fer2013-csv or image-folder) into data/interim."""
     return ingest(
-        params.data, seed=params.seed, out_dir=layout.interim, report_path=layout.ingest_report
+        params.data,
+        seed=params.seed,
+        out_dir=layout.interim,
+        report_path=layout.ingest_report,
+        feedback=layout.feedback,
     )
 
 
-def ingest(data: DataConfig, *, seed: int, out_dir: Path, report_path: Path) -> dict[str, Any]:
-    """Read the source, then write the interim face set and reports/ingest.json.
+def ingest(
+    data: DataConfig,
+    *,
+    seed: int,
+    out_dir: Path,
+    report_path: Path,
+    feedback: Path | None = None,
+) -> dict[str, Any]:
+    """Read the source and the imported feedback, then write the interim face set and
+    reports/ingest.json.
 
     Reading happens before any write, so a bad input leaves the previous output untouched.
     """
     started = time.perf_counter()
     faceset, notes = read_source(data, seed=seed)
+    if feedback is not None and feedback.is_dir():
+        faceset = with_feedback(faceset, feedback)
     seconds_read = time.perf_counter() - started
     save_faceset(faceset, out_dir)
     report = {
@@ -48,3 +65,23 @@ def ingest(data: DataConfig, *, seed: int, out_dir: Path, report_path: Path) -> 
         {s: c["total"] for s, c in report["counts"].items()},
     )
     return report
+
+
+def with_feedback(faceset: FaceSet, feedback: Path) -> FaceSet:
+    """Reviewed production faces joined to train, and their held-out share as the
+    production split (always present once data/feedback exists, empty or not)."""
+    parts = feedback_splits(feedback)
+    train = faceset["train"]
+    extra = parts[TRAIN]
+    merged = Split(
+        np.concatenate([train.x, extra.x]),
+        np.concatenate([train.y, extra.y]).astype(np.int8),
+        [*train.sources, *extra.sources],
+    )
+    if len(extra) or len(parts[PRODUCTION]):
+        log.info(
+            "feedback: %d reviewed face(s) into train, %d in the production slice",
+            len(extra),
+            len(parts[PRODUCTION]),
+        )
+    return {**faceset, "train": merged, PRODUCTION: parts[PRODUCTION]}

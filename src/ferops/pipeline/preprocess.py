@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ferops.data.faceset import FaceSet, face_sha1, load_faceset, save_faceset
+from ferops.data.faceset import FaceSet, face_sha1, load_faceset, save_faceset, split_names
 from ferops.data.sources import class_counts
 from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
-from ferops.kernel.config import SPLITS, Params, PreprocessConfig
+from ferops.kernel.config import Params, PreprocessConfig
 from ferops.kernel.files import atomic_path, write_json
 from ferops.kernel.layout import Layout
 
@@ -23,14 +23,14 @@ log = logging.getLogger(__name__)
 
 # Which copy of a duplicated image survives: test is what we report on, so it keeps its
 # images; val comes next; train gives way (a train copy of a test image is leakage).
-_KEEP_PRIORITY = ("test", "val", "train")
+_KEEP_PRIORITY = ("test", "val", "production", "train")
 
 
 def find_removals(faceset: FaceSet, *, min_std: float) -> list[dict[str, Any]]:
     """List the images to drop, each with its reason: blank, or duplicate of a kept image."""
     removals: list[dict[str, Any]] = []
     kept_at: dict[str, tuple[str, int]] = {}
-    for split in _KEEP_PRIORITY:
+    for split in (s for s in _KEEP_PRIORITY if s in faceset):
         part = faceset[split]
         stds = part.x.reshape(len(part), -1).std(axis=1)
         for index, sha1 in enumerate(face_sha1(part.x)):
@@ -82,7 +82,7 @@ def clean_faceset(
     removals = find_removals(faceset, min_std=config.min_std)
     preprocessing = Preprocessing.from_config(config)
     cleaned: FaceSet = {}
-    for split in SPLITS:
+    for split in split_names(faceset):
         keep = np.ones(len(faceset[split]), dtype=bool)
         keep[[r["index"] for r in removals if r["split"] == split]] = False
         part = faceset[split].take(keep)

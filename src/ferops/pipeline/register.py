@@ -149,6 +149,8 @@ def model_metrics(decision: GateDecision, metrics: dict[str, Any]) -> dict[str, 
     for key in ("macro_f1", "expected_calibration_error"):  # named as evaluate logs them
         if isinstance(metrics.get(key), int | float):
             figures[f"test_{key}"] = float(metrics[key])
+    if isinstance(metrics.get("production_accuracy"), int | float):  # reviewed feedback faces
+        figures["production_accuracy"] = float(metrics["production_accuracy"])
     return figures
 
 

@@ -1,0 +1,1 @@
+"""Reviewed production faces: exported for review, imported as data with their provenance."""
