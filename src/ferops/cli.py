@@ -283,7 +283,7 @@ def predict(
         typer.echo(_table(records))
     if recorder is not None:
         recorder.close()
-    logged = "" if recorder is None else f", recorded in {recorder.settings.folder}"
+    logged = "" if recorder is None else f", recorded in {recorder.settings}"
     typer.echo(
         f"{classifier.runtime} runtime, {len(records)} face(s) in "
         f"{len(paths) - len(failed)} photo(s){logged}",
@@ -338,25 +338,44 @@ def stream(
         int, typer.Option(help="Detect faces on frames shrunk to this width (0: full size).")
     ] = 320,
     root: ProjectOption = None,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log",
+            help="Record each frame's answers in the prediction log, as --log of predict.",
+            metavar="",
+        ),
+    ] = False,
 ) -> None:
     """Track faces through a video or camera and follow each one's emotion over time."""
     classifier = _classifier(root, model, runtime)
     finder = _guard(lambda: FaceDetector(detector, detect_width=detect_width or None))
-    summary = _guard(
-        lambda: run_stream(
-            source,
-            finder,
-            classifier,
-            output=output,
-            timeline=csv,
-            max_frames=max_frames,
-            smoothing=smoothing,
-            progress=_progress_line(),
+    recorder = None
+    if log:
+        from ferops.inference.answers import AnswerRecorder
+
+        recorder = _guard(lambda: AnswerRecorder(classifier, "stream", root))
+    try:
+        summary = _guard(
+            lambda: run_stream(
+                source,
+                finder,
+                classifier,
+                output=output,
+                timeline=csv,
+                max_frames=max_frames,
+                smoothing=smoothing,
+                progress=_progress_line(),
+                record=None if recorder is None else recorder.record,
+            )
         )
-    )
+    finally:
+        if recorder is not None:
+            recorder.close()
+    logged = "" if recorder is None else f", recorded in {recorder.settings}"
     typer.echo(
         f"{summary.frames} frames, {summary.faces} face detections, {summary.face_ids} distinct "
-        f"faces, {summary.fps:.1f} frames/s ({classifier.runtime} runtime)"
+        f"faces, {summary.fps:.1f} frames/s ({classifier.runtime} runtime){logged}"
     )
 
 
@@ -566,10 +585,11 @@ LastOption = Annotated[
     int | None, typer.Option(help="The latest N answers (default monitor.window without times).")
 ]
 LogOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--log",
-        help="Prediction log folder (default FEROPS_PREDICTION_LOG, else logs/predictions).",
+        help="Prediction log: a folder or a postgresql:// URI (default FEROPS_PREDICTION_LOG, "
+        "else logs/predictions).",
     ),
 ]
 
@@ -616,7 +636,8 @@ def monitor(
         typer.echo(json.dumps(report.to_json(), indent=2))
         return
     typer.echo(report.summary())
-    typer.echo(report.accuracy_words())
+    if words := report.accuracy_words():
+        typer.echo(words)
     typer.echo(f"report: {layout.monitoring / 'report.html'}")
 
 

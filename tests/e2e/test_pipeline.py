@@ -145,7 +145,13 @@ def test_nothing_changed_means_no_retraining_unless_forced(first_run):
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], project).stdout
     skipped = retrain_flow(root=str(project), return_state=True)
     assert skipped.is_completed() and skipped.name == "Skipped"  # as the Prefect UI shows it
-    assert skipped.result() == {"retrained": False, "changed": []}
+    outcome = skipped.result()
+    assert not outcome["retrained"] and outcome["changed"] == [] and outcome["trigger"] == "data"
+    # The monitor ran first: nothing served yet, which it says, naming where it looked.
+    assert (
+        outcome["monitor"].startswith("too few answers")
+        and "logs/predictions" in (outcome["monitor"])
+    )
 
     forced = retrain_flow(root=str(project), force=True)
     # Same data, same seed: an identical model, which the gate refuses to promote.
@@ -358,3 +364,62 @@ def test_stopping_the_flow_or_dvc_mid_train_stops_the_trainer_and_a_rerun_comple
     assert list(logged["epoch"]) == list(range(1, len(logged) + 1))
     assert metrics["epochs_run"] == len(logged) <= epochs
     assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+
+
+def test_served_answers_reviewed_and_imported_retrain_a_new_version_through_the_gate(
+    first_run, tmp_path
+):
+    """The loop after deployment: answers logged with their faces, monitored, exported,
+    relabelled by a reviewer, imported (DVC sees ingest's data change), and the retrain
+    registers a new version that the gate decides on, with its production-slice accuracy."""
+    import cv2
+    import numpy as np
+
+    from ferops.data.synthetic import generate_faces
+    from ferops.kernel.emotions import EMOTIONS
+
+    project, _ = first_run
+    labels = np.repeat(np.arange(7), 8)
+    faces = generate_faces(labels, rng=np.random.default_rng(2026))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, face in enumerate(faces):
+        cv2.imwrite(str(photos / f"{i:03d}.png"), face)
+    env = {  # as `make serve` with faces kept: the operator asked for them
+        "FEROPS_PREDICTION_LOG": str(project / "logs" / "predictions"),
+        "FEROPS_PREDICTION_LOG_FACES": "1",
+    }
+    run(["ferops", "predict", "--whole", "--log", "--root", ".", str(photos)], project, env=env)
+
+    set_params(project, **{"monitor.min_answers": 20})  # read by no stage: DVC stays put
+    judged = json.loads(run(["ferops", "monitor", "--json"], project, env=env).stdout)
+    assert judged["answers"] == len(faces) and judged["verdict"] in ("ok", "drift")
+    assert 0.0 <= judged["estimated_accuracy"] <= 1.0
+
+    review = tmp_path / "review"
+    run(["ferops", "feedback", "export", str(review)], project, env=env)
+    manifest = pd.read_csv(review / "manifest.csv", dtype=str, keep_default_na=False)
+    truth = {face.tobytes(): EMOTIONS[label] for face, label in zip(faces, labels, strict=True)}
+    for index, row in manifest.iterrows():  # the reviewer: the true emotion of each face
+        face = cv2.imread(str(review / row["predicted"] / row["file"]), cv2.IMREAD_GRAYSCALE)
+        manifest.loc[index, "label"] = truth[face.tobytes()]
+    manifest.to_csv(review / "manifest.csv", index=False)
+    run(["ferops", "feedback", "import", str(review)], project, env=env)
+    assert list((project / "data" / "feedback").glob("batch-*.dvc"))
+    assert "ingest" in run(["dvc", "status"], project).stdout
+
+    from ferops.ops.retrain import retrain_flow
+
+    before = json.loads((project / "reports" / "promotion.json").read_text())["version"]
+    result = retrain_flow(root=str(project))
+    assert result["retrained"] and "ingest" in result["changed"]
+    assert result["version"] == before + 1 and result["alias"] in ("champion", "challenger")
+    provenance = pd.concat(
+        pd.read_csv(p) for p in (project / "data" / "feedback").glob("batch-*/provenance.csv")
+    )
+    held_out = int((provenance["split"] == "production").sum())
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics.get("production_faces", 0) == held_out
+    counts = json.loads((project / "reports" / "ingest.json").read_text())["counts"]
+    assert counts["production"]["total"] == held_out
+    assert counts["train"]["total"] == 84 + len(provenance) - held_out  # TINY: 12 per class

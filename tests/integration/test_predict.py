@@ -13,7 +13,7 @@ from ferops.cli import app
 from ferops.data.scenes import paste, scene
 from ferops.imaging.faces import Box, crop_face
 from ferops.kernel.emotions import EMOTIONS
-from tests.helpers import detectable
+from tests.helpers import detectable, write_clip
 
 
 def two_face_photo(tiny_faceset, folder):
@@ -134,9 +134,17 @@ def test_predict_and_the_python_api_record_their_answers_when_asked(
     recognizer.detect_emotions(photo)
     recognizer.recorder.close()
 
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, detectable(tiny_faceset, 1), frames=3)
+    streamed = CliRunner().invoke(
+        app, ["stream", "--source", str(clip), "--model", str(keras_model_file), "--log"]
+    )
+    assert streamed.exit_code == 0 and "recorded in" in streamed.output, streamed.output
+
     rows = read_log(tmp_path / "log")
     answered = [json.loads(line) for line in logged.stdout.splitlines() if line[:1] == "{"]
-    assert rows["source"].tolist() == ["predict"] * 2 + ["api"] * 2
+    assert rows["source"].tolist()[:4] == ["predict"] * 2 + ["api"] * 2
+    assert set(rows["source"].tolist()[4:]) == {"stream"}  # a row per face and frame
     assert rows["emotion"].tolist()[:2] == [r["emotion"] for r in answered]
     assert set(rows["model_sha256"]) == {sha256_file(keras_model_file)}
     assert (rows["image_width"] == image.shape[1]).all()

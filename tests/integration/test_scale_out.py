@@ -32,19 +32,19 @@ def servers(tmp_path_factory):
     logs = tmp_path_factory.mktemp("servers")
     credentials = Credentials.kept_in(None)
     with (
-        local_postgres(["optuna", "mlflow"], credentials) as postgres,
+        local_postgres(["optuna", "mlflow", "predictions"], credentials) as postgres,
         mlflow_server(
             f"{postgres}/mlflow", logs / "artifacts", logs / "mlflow.log", credentials
         ) as tracking,
         prefect_server(logs / "prefect", logs / "prefect.log", credentials) as prefect_api,
     ):
-        yield f"{postgres}/optuna", tracking, prefect_api, credentials
+        yield f"{postgres}/optuna", tracking, prefect_api, credentials, postgres
 
 
 def test_the_servers_refuse_requests_without_the_password(servers):
     import psycopg
 
-    storage, tracking, prefect_api, credentials = servers
+    storage, tracking, prefect_api, credentials, _ = servers
     anonymous = storage.replace(f":{credentials.password}@", "@")
     wrong = storage.replace(f":{credentials.password}@", ":guess@")
     for url in (anonymous, wrong):
@@ -83,7 +83,7 @@ def tiny_project(root: Path, faceset) -> Path:
 
 
 def test_two_workers_fill_one_study_exactly(tmp_path, tiny_faceset, servers, monkeypatch):
-    storage, tracking, prefect_api, credentials = servers
+    storage, tracking, prefect_api, credentials, _ = servers
     project = tiny_project(tmp_path / "project", tiny_faceset)
     for key, value in client_environment(credentials).items():
         monkeypatch.setenv(key, value)  # this process reads the results below
@@ -133,7 +133,7 @@ def test_the_tune_stage_then_writes_reports_from_the_shared_study(
     tmp_path, tiny_faceset, servers, prefect_api, monkeypatch
 ):
     """After the workers, `ferops tune` on the same study runs no trial and only reports."""
-    storage, tracking, _, credentials = servers
+    storage, tracking, _, credentials, _ = servers
     project = tiny_project(tmp_path / "project", tiny_faceset)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
     for key, value in client_environment(credentials).items():
@@ -145,3 +145,35 @@ def test_the_tune_stage_then_writes_reports_from_the_shared_study(
     assert summary["complete"] + summary["pruned"] == 2
     assert "password" not in summary["storage"] and summary["storage"].endswith("/optuna")
     assert (project / "reports" / "tuning" / "best_params.json").is_file()
+
+
+def test_several_servers_log_their_answers_to_one_postgresql_table(servers, tiny_faceset):
+    """Two writers (as two server processes would) flush to one table; a reader gets every
+    row, oldest first, faces included where kept; no message shows the password."""
+    import numpy as np
+
+    from ferops.prediction_log.database import without_password
+    from ferops.prediction_log.records import Answerer, Answers, LogSettings
+    from ferops.prediction_log.store import read_log
+
+    *_, credentials, postgres = servers
+    uri = f"{postgres}/predictions"
+    faces = tiny_faceset["test"].x[:6]
+    probabilities = np.full((6, 7), 1 / 7, np.float32)
+    for number, keep in enumerate((False, True)):
+        settings = LogSettings(uri, keep_faces=keep, flush_seconds=60)
+        log = settings.open()
+        answerer = Answerer("models:/m/1", "abc", f"server-{number}")
+        for i in range(3):
+            face = slice(3 * number + i, 3 * number + i + 1)
+            log.append(Answers(answerer, faces[face], probabilities[face], [(48, 48)], 4.0, keep))
+        log.close()
+        assert log.dropped == 0
+        assert credentials.password not in str(settings) and "***" in str(settings)
+    rows = read_log(uri)
+    assert rows["source"].tolist() == ["server-0"] * 3 + ["server-1"] * 3
+    assert rows["face_png"].isna().sum() == 3 and all(
+        isinstance(f, bytes) for f in rows["face_png"][3:]
+    )
+    assert rows["brightness"].tolist() == pytest.approx(faces.mean(axis=(1, 2)).tolist(), rel=1e-4)
+    assert credentials.password not in without_password(uri)

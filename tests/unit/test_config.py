@@ -28,6 +28,10 @@ def test_the_real_params_file_loads():
         ({"preprocess": {"contrast": "sharpen"}}, "preprocess.contrast"),
         ({"validate": {"min_split_size": {"train": "many"}}}, "validate.min_split_size.train"),
         ({"seed": "abc"}, "seed"),
+        ({"monitor": {"psi": -0.1}}, "monitor.psi"),
+        ({"monitor": {"min_answers": 0}}, "monitor.min_answers"),
+        ({"feedback": {"holdout_fraction": 1.0}}, "feedback.holdout_fraction"),
+        ({"retrain": {"trigger": "always"}}, "retrain.trigger"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_key(raw, key):
@@ -107,6 +111,7 @@ def test_the_gpu_profile_searches_the_full_resolution_family_and_trains_the_winn
         ({"data": {"synthetic": {"difficult": 1}}}, "data.synthetic.difficult"),
         ({"tune": {"space": {"widht": [4]}}}, "did you mean tune.space.width?"),
         ({"validate": {"min_split_size": {"tests": 5}}}, "validate.min_split_size.tests"),
+        ({"monitor": {"p_valeu": 0.05}}, "did you mean monitor.p_value?"),
     ],
 )
 def test_a_typo_in_a_key_is_refused_naming_the_key_it_resembles(raw, message):

@@ -92,7 +92,7 @@ def test_face_statistics_see_dark_flat_and_blurred_faces():
     [
         ({"FEROPS_PREDICTION_LOG_FACES": "yes"}, "FEROPS_PREDICTION_LOG_FACES must be 1 or 0"),
         ({"FEROPS_PREDICTION_LOG_FLUSH_SECONDS": "0"}, "must be a positive number"),
-        ({"FEROPS_PREDICTION_LOG": "postgresql://x/y"}, "only a folder"),
+        ({"FEROPS_PREDICTION_LOG": "mysql://u:pw@x/y"}, "mysql://u:[*]+@x/y: a folder or a"),
     ],
 )
 def test_log_settings_refuse_typos(monkeypatch, tmp_path, variables, message):

@@ -85,6 +85,7 @@ class FaceTracker:
 
 
 Progress = Callable[[int, int | None, float], None]  # frames done, total or None, frames/s
+Record = Callable[[np.ndarray, list[FaceResult], float], None]  # frame, answers, read at
 
 
 @dataclass
@@ -169,10 +170,12 @@ def run_stream(
     max_frames: int | None = None,
     smoothing: float = 0.6,
     progress: Progress | None = None,
+    record: Record | None = None,
 ) -> StreamSummary:
     """Process frames until the stream ends (or Ctrl-C); outputs are complete files either way
     (each is staged and moved into place when the stream closes). `progress` hears about each
-    frame: done, total (None for a camera) and frames/s so far.
+    frame: done, total (None for a camera) and frames/s so far; `record` gets each frame's
+    answers before smoothing (the prediction log, with --log).
 
     A stream that opens but yields no frame at all is an error (unreadable or empty file).
     """
@@ -194,10 +197,14 @@ def run_stream(
             sinks.append(AnnotatedVideo(stack.enter_context(atomic_path(output)), fps_in, stack))
         try:
             while max_frames is None or frames < max_frames:
+                read_at = time.perf_counter()
                 ok, frame = capture.read()
                 if not ok:
                     break
-                tracked = tracker.update(frames, analyse(frame, detector, classifier))
+                results = analyse(frame, detector, classifier)
+                if record is not None:
+                    record(frame, results, read_at)
+                tracked = tracker.update(frames, results)
                 for sink in sinks:
                     sink.add(frames, frame, tracked)
                 frames += 1

@@ -20,7 +20,7 @@ from ferops.ops.monitor import Window, log_folder
 from ferops.prediction_log.store import read_log
 
 
-def export(layout: Layout, out: Path, window: Window, log_root: Path | None = None) -> int:
+def export(layout: Layout, out: Path, window: Window, log_root: str | None = None) -> int:
     """Write the window's kept faces for review; return how many."""
     folder = log_folder(layout, log_root)
     answers = read_log(folder, since=window.since, until=window.until)

@@ -22,6 +22,7 @@ from ferops.kernel.errors import DataError
 from ferops.kernel.files import atomic_path, write_json
 from ferops.kernel.layout import REFERENCE_FILE, Layout
 from ferops.monitoring.report import TOO_FEW, MonitorReport, html_page, judge
+from ferops.prediction_log.database import is_database, without_password
 from ferops.prediction_log.records import LOG_VARIABLE
 from ferops.prediction_log.store import read_log
 
@@ -40,13 +41,13 @@ class Window:
     last: int | None = None
 
 
-def log_folder(layout: Layout, given: Path | None = None) -> Path:
-    """--log, else FEROPS_PREDICTION_LOG (as the server was started), else logs/predictions."""
-    if given is not None:
-        return given
-    if configured := os.environ.get(LOG_VARIABLE, "").strip():
-        return Path(configured)
-    return layout.prediction_log
+def log_folder(layout: Layout, given: str | None = None) -> Path | str:
+    """--log, else FEROPS_PREDICTION_LOG (as the server was started), else logs/predictions:
+    a folder, or a postgresql:// URI."""
+    target = given or os.environ.get(LOG_VARIABLE, "").strip()
+    if not target:
+        return layout.prediction_log
+    return target if is_database(target) else Path(target)
 
 
 def monitor(
@@ -55,7 +56,7 @@ def monitor(
     *,
     model: str | None = None,
     window: Window = Window(),
-    log_root: Path | None = None,
+    log_root: str | None = None,
     reference_file: Path | None = None,
     track: bool = True,
 ) -> MonitorReport:
@@ -84,12 +85,13 @@ def monitor(
 
 
 def answers_of(
-    version: RegisteredVersion, folder: Path, window: Window, default_last: int
+    version: RegisteredVersion, target: Path | str, window: Window, default_last: int
 ) -> tuple[pd.DataFrame, str]:
     """The window's answers by this version, and, when there are none, where it looked."""
-    if not folder.is_dir():
+    folder = without_password(str(target))
+    if not is_database(target) and not Path(target).is_dir():
         return pd.DataFrame(), f"no prediction log at {folder} (set {LOG_VARIABLE} or --log)"
-    rows = read_log(folder, since=window.since, until=window.until)
+    rows = read_log(target, since=window.since, until=window.until)
     if rows.empty:
         return rows, f"{folder} holds no answers in this window"
     digests = set(version.sha256.values())

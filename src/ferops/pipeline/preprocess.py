@@ -32,7 +32,7 @@ def find_removals(faceset: FaceSet, *, min_std: float) -> list[dict[str, Any]]:
     kept_at: dict[str, tuple[str, int]] = {}
     for split in (s for s in _KEEP_PRIORITY if s in faceset):
         part = faceset[split]
-        stds = part.x.reshape(len(part), -1).std(axis=1)
+        stds = part.x.std(axis=(1, 2))  # (N,) even for an empty production slice
         for index, sha1 in enumerate(face_sha1(part.x)):
             entry = {
                 "split": split,

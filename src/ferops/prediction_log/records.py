@@ -1,9 +1,10 @@
 """One logged row per answered face, and the settings a server reads to log them.
 
 Configured where the server runs, like the request limits: FEROPS_PREDICTION_LOG names the
-folder (unset: nothing is logged), FEROPS_PREDICTION_LOG_FACES=1 also keeps each 48x48 face
-(personal data: off unless asked), FEROPS_PREDICTION_LOG_FLUSH_SECONDS sets how often the
-queue is written (2 s; a killed server loses at most that much).
+folder, or a PostgreSQL URI where several servers log to one table (unset: nothing is
+logged); FEROPS_PREDICTION_LOG_FACES=1 also keeps each 48x48 face (personal data: off unless
+asked); FEROPS_PREDICTION_LOG_FLUSH_SECONDS sets how often the queue is written (2 s; a killed
+server loses at most that much).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PIL import Image
 
 from ferops.kernel.emotions import answer_columns
 from ferops.kernel.errors import ConfigError
+from ferops.prediction_log.database import DatabaseStore, is_database, without_password
 from ferops.prediction_log.statistics import face_statistics
 from ferops.prediction_log.store import FolderStore
 from ferops.prediction_log.writer import PredictionLog
@@ -33,7 +35,7 @@ FLUSH_VARIABLE = "FEROPS_PREDICTION_LOG_FLUSH_SECONDS"
 
 @dataclass(frozen=True)
 class LogSettings:
-    folder: Path
+    folder: Path | str  # a folder, or a postgresql:// URI
     keep_faces: bool = False
     flush_seconds: float = 2.0
 
@@ -43,9 +45,9 @@ class LogSettings:
         target = os.environ.get(LOG_VARIABLE, "").strip()
         if not target:
             return None
-        if "://" in target:
+        if "://" in target and not is_database(target):
             raise ConfigError(
-                f"{LOG_VARIABLE}={target}: only a folder is supported as the prediction log"
+                f"{LOG_VARIABLE}={without_password(target)}: a folder or a postgresql:// URI"
             )
         faces = os.environ.get(FACES_VARIABLE, "").strip().lower()
         if faces not in ("", "0", "1", "false", "true"):
@@ -57,10 +59,15 @@ class LogSettings:
             seconds = -1.0
         if not seconds > 0:
             raise ConfigError(f"{FLUSH_VARIABLE} must be a positive number, got {flush!r}")
-        return cls(Path(target), faces in ("1", "true"), seconds)
+        where = target if is_database(target) else Path(target)
+        return cls(where, faces in ("1", "true"), seconds)
 
     def open(self) -> PredictionLog:
-        return PredictionLog(FolderStore(self.folder), flush_seconds=self.flush_seconds)
+        store = DatabaseStore(self.folder) if is_database(self.folder) else FolderStore(self.folder)
+        return PredictionLog(store, flush_seconds=self.flush_seconds)
+
+    def __str__(self) -> str:
+        return without_password(str(self.folder))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ferops.kernel.errors import DataError
+from ferops.prediction_log.database import is_database, read_table
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,14 @@ def log_files(root: Path) -> list[Path]:
     return sorted(p for p in Path(root).glob(f"*/*{SUFFIX}") if not p.name.startswith("."))
 
 
-def read_log(root: Path, *, since: datetime | None = None, until: datetime | None = None):
-    """Every logged answer under `root` between `since` and `until` (UTC), oldest first, as a
-    DataFrame; a file that cannot be read is skipped with a warning naming it. A missing
-    folder is a DataError that says where it looked."""
+def read_log(
+    root: Path | str, *, since: datetime | None = None, until: datetime | None = None
+) -> pd.DataFrame:
+    """Every logged answer under `root` (a folder, or a postgresql:// URI) between `since` and
+    `until` (UTC), oldest first, as a DataFrame; a file that cannot be read is skipped with a
+    warning naming it. A missing folder is a DataError that says where it looked."""
+    if is_database(root):
+        return read_table(str(root), since, until)
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no prediction log there (is FEROPS_PREDICTION_LOG set?)")
