@@ -389,7 +389,8 @@ def test_served_answers_reviewed_and_imported_retrain_a_new_version_through_the_
         "FEROPS_PREDICTION_LOG": str(project / "logs" / "predictions"),
         "FEROPS_PREDICTION_LOG_FACES": "1",
     }
-    run(["ferops", "predict", "--whole", "--log", "--root", ".", str(photos)], project, env=env)
+    champion = ["--model", "models:/fer-attention-cnn@champion"]  # else photos get the shipped one
+    run(["ferops", "predict", "--whole", "--log", *champion, str(photos)], project, env=env)
 
     set_params(project, **{"monitor.min_answers": 20})  # read by no stage: DVC stays put
     judged = json.loads(run(["ferops", "monitor", "--json"], project, env=env).stdout)

@@ -26,7 +26,7 @@ from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.states import Completed
 
 from ferops.kernel.config import load_params
-from ferops.kernel.errors import FeropsError
+from ferops.kernel.errors import ConfigError, FeropsError
 from ferops.kernel.layout import Layout
 from ferops.kernel.process import stop_group
 from ferops.monitoring.report import DRIFT
@@ -257,9 +257,14 @@ def retrain_flow(root: str = ".", force: bool = False, retries: int = 1) -> Any:
     it from a retraining at a glance; called directly, the flow returns the same dict either way.
     """
     project = Path(root).resolve()
-    trigger = load_params(Layout(project).params).retrain.trigger
     verdict = judge_window(project, None, None, None)
     changes = pipeline_changes(project)
+    try:
+        trigger = load_params(Layout(project).params).retrain.trigger
+    except ConfigError:
+        if not changes:
+            raise
+        trigger = "data"  # the first stage to run fails on it, naming the stage and the key
     drifted = verdict["verdict"] == DRIFT
     on_data = bool(changes) and trigger in ("data", "either")
     on_drift = drifted and trigger in ("drift", "either")
