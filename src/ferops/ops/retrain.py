@@ -265,9 +265,7 @@ def retrain_flow(root: str = ".", force: bool = False, retries: int = 1) -> Any:
         if not changes:
             raise
         trigger = "data"  # the first stage to run fails on it, naming the stage and the key
-    drifted = verdict["verdict"] == DRIFT
-    on_data = bool(changes) and trigger in ("data", "either")
-    on_drift = drifted and trigger in ("drift", "either")
+    on_data, on_drift = reasons_to_retrain(trigger, bool(changes), verdict["verdict"])
     outcome = {"monitor": verdict_line(verdict), "trigger": trigger}
     if not (force or on_data or on_drift):
         reason = skip_reason(trigger, changes, verdict)
@@ -287,6 +285,13 @@ def retrain_flow(root: str = ".", force: bool = False, retries: int = 1) -> Any:
     retrying(project, force or (on_drift and not on_data))
     promotion = publish_promotion(project, before, verdict)
     return {"retrained": True, "changed": sorted(changes), **outcome, **promotion}
+
+
+def reasons_to_retrain(trigger: str, changed: bool, verdict: str) -> tuple[bool, bool]:
+    """(retrain because data changed, retrain because of drift), as `retrain.trigger` says."""
+    on_data = changed and trigger in ("data", "either")
+    on_drift = verdict == DRIFT and trigger in ("drift", "either")
+    return on_data, on_drift
 
 
 def skip_reason(trigger: str, changes: dict[str, Any], verdict: dict[str, Any]) -> str:
