@@ -9,7 +9,6 @@ server loses at most that much).
 
 from __future__ import annotations
 
-import io
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -17,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pyarrow as pa
-from PIL import Image
 
 from ferops.kernel.emotions import answer_columns
 from ferops.kernel.errors import ConfigError
@@ -127,6 +126,8 @@ class Answers:
 
 
 def png(face: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(face).save(buffer, format="PNG")
-    return buffer.getvalue()
+    """A lossless 48x48 grey PNG (OpenCV's encoder: about 3x PIL's speed, without the GIL)."""
+    ok, encoded = cv2.imencode(".png", face)
+    if not ok:
+        raise ValueError("a face could not be encoded as PNG")
+    return encoded.tobytes()
