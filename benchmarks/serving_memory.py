@@ -6,8 +6,9 @@ not a test)
 Starts `mlflow models serve` on the project's store (MLFLOW_TRACKING_URI, else mlflow.db here),
 warms it up with real faces, then sends 1,000 junk requests (every kind the server refuses)
 and 100 requests at the size limits (two 25-megapixel JPEGs of up to 5 MB each = 50 MP
-decoded; six PNGs of about 5 MB each = 30 MB of images). It reports the resident memory (RSS)
-of the server's processes after each phase; the target is at most 1.5x the warm-up figure.
+decoded; six PNGs of about 5 MB each = 30 MB of images), then ten bodies of 50 and 200 MB.
+It reports the resident memory (RSS) of the server's processes after each phase; the target
+is at most 1.5x the warm-up figure.
 Results also go to benchmarks/results/serving_memory.json.
 """
 
@@ -102,6 +103,36 @@ def post(port: int, split: dict) -> int:
         return error.code
 
 
+def post_body(port: int, size: int) -> int:
+    """POST a JSON body of `size` bytes as a client would: headers, then the body in 1 MB
+    pieces. A server that refuses it early may close the connection mid-body; its answer is
+    read all the same."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    connection.putrequest("POST", "/invocations")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(size))
+    connection.endheaders()
+    piece = b'{"dataframe_split": {"columns": ["image"], "data": [["' + b"A" * (1 << 20)
+    try:
+        sent = 0
+        while sent < size:
+            chunk = piece[: size - sent]
+            connection.send(chunk)
+            sent += len(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    except (ConnectionError, http.client.HTTPException):
+        return 0
+    finally:
+        connection.close()
+
+
 def tree_rss_mb(pid: int) -> tuple[float, float]:
     """(sum, largest) resident memory in MB over `pid` and all its descendants."""
     children: dict[int, list[int]] = {}
@@ -157,9 +188,12 @@ def main() -> int:
 
         phases: list[dict] = []
 
-        def measure(name: str, requests: list[dict], expected: int) -> None:
+        def measure(name: str, requests: list, expected: int) -> None:
             started = time.perf_counter()
-            statuses = [post(port, split) for split in requests]
+            statuses = [
+                post_body(port, split) if isinstance(split, int) else post(port, split)
+                for split in requests
+            ]
             time.sleep(1)
             total, largest = tree_rss_mb(server.pid)
             wrong = sum(status != expected for status in statuses)
@@ -192,6 +226,8 @@ def main() -> int:
         heaviest = {"columns": ["image"], "data": [[png]] * 6}  # ~30 MB of images
         large = [widest if i % 2 == 0 else heaviest for i in range(args.large)]
         measure("100 maximum-size", large, 200)
+        # Bodies far over the limit (50 and 200 MB): refused (413) before they are read.
+        measure("10 bodies of 50/200 MB", [50_000_000, 200_000_000] * 5, 413)
         measure("warm-up again", warm, 200)
 
         base = phases[0]["rss_largest_mb"]

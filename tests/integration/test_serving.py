@@ -21,9 +21,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from ferops.data.scenes import paste, scene
 from ferops.kernel.integrity import sha256_file
 from ferops.prediction_log.store import read_log
-from tests.helpers import JUNK, encoded, register_in, trained_model
+from ferops.registry.pyfunc import RequestLimits
+from tests.helpers import JUNK, detectable, encoded, register_in, trained_model
 
 
 def free_port() -> int:
@@ -47,6 +49,28 @@ def post(port: int, payload: dict, content_type: str | None = "application/json"
             return error.code, json.loads(text)
         except ValueError:
             return error.code, {"message": text.decode(errors="replace")}
+
+
+def announce(port: int, length: int) -> tuple[int, dict]:
+    """POST headers announcing a body of `length` bytes, and read the answer before sending it."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.putrequest("POST", "/invocations")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(length))
+    connection.endheaders()
+    response = connection.getresponse()
+    try:
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def jpeg(image: np.ndarray) -> str:
+    import cv2
+
+    return base64.b64encode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1]).decode()
 
 
 def frame(column: str, values: list) -> dict:
@@ -157,11 +181,38 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
         status, body = post(port, {"dataframe_split": {"columns": ["pixels"], "data": pixels}})
         assert status == 200 and len(body["predictions"]) == 4
 
+        # Whole photos: every face found, largest first; a photo without one is an empty list.
+        a, b = detectable(tiny_faceset, 2)
+        photo = scene(320, 240)
+        paste(photo, a, 20, 40, 110)
+        paste(photo, b, 190, 100, 80)
+        whole = [jpeg(photo), jpeg(scene(320, 240, seed=1))]
+        found = []
+        for image in whole:  # one a request: the server's byte limit here is small
+            status, body = post(port, {**frame("image", [image]), "params": {"faces": "detect"}})
+            assert status == 200, body
+            found.append(body["predictions"][0]["faces"])
+        assert len(found[0]) == 2 and found[0][0]["w"] > found[0][1]["w"] and found[1] == []
+        assert {"x", "y", "w", "h", "emotion", "confidence", "p_happy"} <= set(found[0][0])
+        expected = served.predict(pd.DataFrame({"image": whole[:1]}), params={"faces": "detect"})
+        assert [f["emotion"] for f in found[0]] == [f["emotion"] for f in expected["faces"][0]]
+        status, body = post(port, {**frame("image", whole[:1]), "params": {"faces": "all"}})
+        assert status == 400 and "faces must be one of one, detect" in body["message"]
+
+        # A 200 MB body is refused from its Content-Length alone: no byte of it is sent.
+        status, body = announce(port, 200_000_000)
+        assert status == 413 and "FEROPS_MAX_REQUEST_BYTES" in body["message"]
+
+        body_limit = RequestLimits(max_bytes=int(env["FEROPS_MAX_REQUEST_BYTES"])).max_body
         for case, (payload, message) in JUNK.items():
             column, values = next(iter(payload.items()))
-            status, body = post(
-                port, {"dataframe_split": {"columns": [column], "data": [[v] for v in values]}}
-            )
+            request = {"dataframe_split": {"columns": [column], "data": [[v] for v in values]}}
+            size = len(json.dumps(request))
+            if size > body_limit:  # over this server's small limit: refused unread
+                status, body = announce(port, size)
+                assert status == 413, case
+                continue
+            status, body = post(port, request)
             assert status == 400, case
             assert message in body["message"], case
 
@@ -186,7 +237,7 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
 
     # Every answer, and nothing refused, is in the prediction log, with the served model.
     logged = read_log(tmp_path / "predictions")
-    assert len(logged) == 2 + 2 + 4 + 1 and logged["request_id"].nunique() == 4
+    assert len(logged) == 2 + 2 + 4 + 2 + 1 and logged["request_id"].nunique() == 5
     assert set(logged["model_uri"]) == {"models:/fer-serve-test@champion"}
     assert set(logged["model_sha256"]) == {sha256_file(project / "model.keras")}
     assert logged["image_width"].tolist()[:4] == [48, 96, 48, 48]

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
 from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
@@ -57,7 +57,9 @@ def signature() -> Any:
             *[ColSpec("double", name) for name in PROBABILITY_COLUMNS],
         ]
     )
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    # {"faces": "detect"}: whole photos, every face answered (the default "one" face per image)
+    params = ParamSchema([ParamSpec("faces", "string", "one")])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def pinned_requirements() -> list[str]:

@@ -26,17 +26,31 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from ferops.imaging.contrast import Preprocessing
-from ferops.imaging.decode import TooManyPixels, UnreadableImage, decode_grey, fit_face
+from ferops.imaging.decode import (
+    FACE_SHAPE,
+    TooManyPixels,
+    UnreadableImage,
+    decode_grey,
+    fit_face,
+)
+from ferops.imaging.faces import Box, FaceDetector, crop_face
+from ferops.inference.photos import FaceResult
 from ferops.inference.resolve import SYNTHETIC, synthetic_warning
 from ferops.inference.runtime import ModelFiles, open_classifier
 from ferops.kernel.emotions import EMOTIONS, answer_columns
 from ferops.kernel.integrity import ModelFileChanged, verify_files
 from ferops.prediction_log.records import LOG_VARIABLE, Answerer, Answers, LogSettings
+from ferops.registry.body_limit import limit_next_app
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024  # per image, after base64 decoding
 MAX_IMAGE_PIXELS = 25_000_000  # width x height: refuses decompression bombs before decoding
 MAX_BATCH = 1024
 SERVED_MODEL_VARIABLE = "FEROPS_SERVED_MODEL"  # the URI `make serve` serves, for the log
+SCORING_SERVER_MODEL = "__pyfunc_model_path__"  # set by `mlflow models serve` for its app
+# params {"faces": ...}: "one" (the default): each image is one face, centre-cropped;
+# "detect": each image is a whole photo, every face in it found and answered.
+ONE, DETECT = "one", "detect"
+FACE_MODES = (ONE, DETECT)
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,11 @@ class RequestLimits:
 
     max_bytes: int = 32 * 1024 * 1024
     max_pixels: int = 50_000_000
+
+    @property
+    def max_body(self) -> int:
+        """The largest request body: the images as base64 (4/3), and room for the JSON."""
+        return self.max_bytes * 4 // 3 + 1024 * 1024
 
     @classmethod
     def from_environment(cls) -> RequestLimits:
@@ -70,6 +89,13 @@ PROBABILITY_COLUMNS = [f"p_{emotion}" for emotion in EMOTIONS]
 log = logging.getLogger(__name__)
 
 
+def face_mode(params: dict[str, Any] | None) -> str:
+    mode = (params or {}).get("faces", ONE)
+    if mode not in FACE_MODES:
+        raise bad_request(f"params: faces must be one of {', '.join(FACE_MODES)}, got {mode!r}")
+    return mode
+
+
 def bad_request(message: str) -> MlflowException:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
@@ -80,6 +106,12 @@ def decode_image(
     """Base64 image → uint8 48x48 grayscale face (centre crop, resize) and the image's width
     and height. An image with more pixels than the request has left is refused before it is
     decoded (RequestFull)."""
+    grey = decode_grey_image(text, row=row, pixels_left=pixels_left)
+    return fit_face(grey), (grey.shape[1], grey.shape[0])
+
+
+def decode_grey_image(text: Any, *, row: int, pixels_left: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Base64 image → the whole uint8 grey image, or HTTP 400 naming the row."""
     if not isinstance(text, str | bytes) or not text:
         raise bad_request(f"row {row}: field image must be a non-empty base64 string")
     _check_image_size(len(text), row=row)
@@ -93,7 +125,7 @@ def decode_image(
         if isinstance(exc, TooManyPixels) and exc.pixels <= MAX_IMAGE_PIXELS:
             raise RequestFull from None  # a fine image, but the request has no room left
         raise bad_request(f"row {row}: field image is not a readable image ({exc})") from None
-    return fit_face(grey), (grey.shape[1], grey.shape[0])
+    return grey
 
 
 def _check_image_size(base64_length: int, *, row: int) -> None:
@@ -127,6 +159,7 @@ class RequestFull(Exception):
 class Request:
     faces: np.ndarray  # (N, 48, 48) uint8
     sizes: list[tuple[int, int]]  # each row's image, width and height (48x48 for pixels)
+    images: list[np.ndarray] | None = None  # whole grey images, with faces="detect"
 
 
 def faces_from_request(model_input: Any) -> np.ndarray:
@@ -134,8 +167,9 @@ def faces_from_request(model_input: Any) -> np.ndarray:
     return read_request(model_input).faces
 
 
-def read_request(model_input: Any) -> Request:
-    """A pyfunc request's faces and the size of the image each came from (or HTTP 400)."""
+def read_request(model_input: Any, *, whole: bool = False) -> Request:
+    """A pyfunc request's faces and the size of the image each came from (or HTTP 400);
+    `whole` also keeps each whole image, for face detection."""
     if isinstance(model_input, np.ndarray):
         model_input = pd.DataFrame({"pixels": list(model_input.reshape(len(model_input), -1))})
     if not isinstance(model_input, pd.DataFrame):
@@ -160,13 +194,17 @@ def read_request(model_input: Any) -> Request:
             )
     faces = np.empty((len(model_input), 48, 48), dtype=np.uint8)
     sizes = [(48, 48)] * len(model_input)
+    images: list[np.ndarray] = []
     pixels_left = limits.max_pixels
     for row, record in enumerate(model_input[columns].itertuples(index=False)):
         values = dict(zip(columns, record, strict=True))
         image, pixels = values.get("image"), values.get("pixels")
         if _present(image):
             try:
-                faces[row], sizes[row] = decode_image(image, row=row, pixels_left=pixels_left)
+                grey = decode_grey_image(image, row=row, pixels_left=pixels_left)
+                faces[row], sizes[row] = fit_face(grey), (grey.shape[1], grey.shape[0])
+                if whole:
+                    images.append(grey)
             except RequestFull:
                 raise bad_request(
                     f"row {row}: the request's images hold more than {limits.max_pixels} "
@@ -175,9 +213,11 @@ def read_request(model_input: Any) -> Request:
             pixels_left -= sizes[row][0] * sizes[row][1]
         elif _present(pixels):
             faces[row] = parse_pixels(pixels, row=row)
+            if whole:
+                images.append(faces[row])  # a face already: detected as a whole image
         else:
             raise bad_request(f"row {row}: neither image nor pixels given")
-    return Request(faces, sizes)
+    return Request(faces, sizes, images if whole else None)
 
 
 def _present(value: Any) -> bool:
@@ -242,6 +282,9 @@ class EmotionClassifier(mlflow.pyfunc.PythonModel):
             sha256=recorded.get(Path(artifacts["keras_model"]).name, ""),
             source="serve",
         )
+        self.detector = FaceDetector()  # for {"faces": "detect"}: OpenCV's cascade, 10 ms
+        if os.environ.get(SCORING_SERVER_MODEL):  # under `mlflow models serve`: its app next
+            limit_next_app(RequestLimits.from_environment().max_body)
         self.settings = LogSettings.from_environment()
         self.log = None if self.settings is None else self.settings.open()
         if self.log is None:
@@ -251,20 +294,50 @@ class EmotionClassifier(mlflow.pyfunc.PythonModel):
 
     # No type hints on purpose: MLflow would derive from them a signature the table does not fit.
     def predict(self, context, model_input, params=None):
-        """One row per request row: emotion, confidence, p_<emotion> (or HTTP 400). Each
-        answer goes to the prediction log when there is one (queued: never waited for)."""
+        """One row per request row: emotion, confidence, p_<emotion> (or HTTP 400). With
+        params {"faces": "detect"}, each image is a whole photo and its row is `faces`: one
+        record per face found, largest first ([] when none). Each answer goes to the
+        prediction log when there is one (queued: never waited for)."""
         started = time.perf_counter()
+        if face_mode(params) == DETECT:
+            return self.detect(read_request(model_input, whole=True), started)
         request = read_request(model_input)
         probabilities = self.classifier.probabilities(request.faces)
+        self.record(request.faces, probabilities, request.sizes, started)
+        return emotions_table(probabilities)
+
+    def detect(self, request: Request, started: float) -> pd.DataFrame:
+        """Every face of every image, classified in one batch."""
+        boxes: list[list[Box]] = []
+        crops: list[np.ndarray] = []
+        for image in request.images or []:
+            if image.shape == FACE_SHAPE:  # a face already (a pixels row, a 48x48 crop)
+                boxes.append([Box(0, 0, *FACE_SHAPE)])
+                crops.append(image)
+                continue
+            boxes.append(self.detector.detect(image))
+            crops += [crop_face(image, box) for box in boxes[-1]]
+        faces = np.stack(crops) if crops else np.empty((0, 48, 48), np.uint8)
+        probabilities = self.classifier.probabilities(faces) if crops else np.empty((0, 7))
+        answers, start = [], 0
+        for found in boxes:
+            results = zip(found, probabilities[start : start + len(found)], strict=True)
+            answers.append([FaceResult(box, p).record() for box, p in results])
+            start += len(found)
+        sizes = [size for size, found in zip(request.sizes, boxes, strict=True) for _ in found]
+        if crops:
+            self.record(faces, probabilities, sizes, started)
+        return pd.DataFrame({"faces": answers})
+
+    def record(self, faces, probabilities, sizes, started) -> None:
         if self.log is not None:
             self.log.append(
                 Answers(
                     self.answerer,
-                    request.faces,
+                    faces,
                     probabilities,
-                    image_sizes=request.sizes,
+                    image_sizes=sizes,
                     latency_ms=(time.perf_counter() - started) * 1000,
                     keep_faces=self.settings.keep_faces,
                 )
             )
-        return emotions_table(probabilities)
