@@ -59,10 +59,14 @@ def test_an_upward_import_or_a_cycle_breaks_the_build(tmp_path, module, line, br
     assert f"{broken}" in result.stdout and "BROKEN" in result.stdout, result.stdout
 
 
-def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(tmp_path):
-    """The whole `ferops predict --whole --model X.onnx` path, in a fresh interpreter."""
+@pytest.mark.parametrize("model", ["an onnx file", "the default"])
+def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(tmp_path, model):
+    """The whole `ferops predict --whole --model X.onnx` path, in a fresh interpreter; and
+    `ferops predict --whole` outside a project, where the shipped FER2013 model answers
+    through its ONNX export."""
     onnx = tmp_path / "model.onnx"
     tiny_onnx_classifier(onnx)
+    chosen = ["--model", str(onnx), "--root", str(REPO)] if model == "an onnx file" else []
     face = tmp_path / "face.png"
     import cv2
     import numpy as np
@@ -72,8 +76,7 @@ def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(tmp_
 import json, sys
 from typer.testing import CliRunner
 from ferops.cli import app
-result = CliRunner().invoke(app, ["predict", "--whole", "--json", "--model", {str(onnx)!r},
-                                  {str(face)!r}, "--root", {str(REPO)!r}])
+result = CliRunner().invoke(app, ["predict", "--whole", "--json", {str(face)!r}, *{chosen!r}])
 heavy = sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules)
 print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": heavy}}))
 """
@@ -84,3 +87,5 @@ print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": h
     assert outcome["code"] == 0, outcome["output"]
     assert '"emotion"' in outcome["output"]
     assert outcome["heavy"] == []
+    if model == "the default":
+        assert "fer2013_res_attention_cnn" in outcome["output"]  # it says which model answered

@@ -228,6 +228,7 @@ def shipped_files(reason: str = "") -> ModelFiles:
     path = shipped.verified_model_file()
     return ModelFiles(
         keras=path,
+        onnx=shipped.verified_onnx_file(),  # what answers by default: no TensorFlow
         preprocessing=shipped.preprocessing(),
         source=f"the shipped FER2013 model ({path.name})",
         trained_on="fer2013",
