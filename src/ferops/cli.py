@@ -191,7 +191,9 @@ ProjectOption = Annotated[
 DetectorOption = Annotated[
     Path | None,
     typer.Option(
-        help="Face detector: an OpenCV cascade (.xml) or YuNet (.onnx) file.", metavar="FILE"
+        help="Face detector: haar (the default), blazeface (tilted and large faces), or an "
+        "OpenCV cascade (.xml), YuNet (.onnx) or BlazeFace (.tflite) file.",
+        metavar="NAME|FILE",
     ),
 ]
 
