@@ -355,3 +355,29 @@ def readme_blocks(path: Path = REPO / "README.md") -> list[ReadmeBlock]:
             i = end
         i += 1
     return blocks
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(
+    port: int, server: subprocess.Popen, log: Path, limit_s: float = 120
+) -> None:
+    """Until `mlflow models serve` on `port` answers /ping; its log if it exits first."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+            return
+        except OSError:
+            assert server.poll() is None, f"the server exited:\n{log.read_text()}"
+            time.sleep(1)
+    raise AssertionError(f"the server did not answer in {limit_s} s:\n{log.read_text()}")

@@ -28,7 +28,14 @@ from ferops.data.synthetic import generate_faces
 from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.layout import REFERENCE_FILE
 from ferops.pipeline.evaluate import evaluate
-from tests.helpers import encoded, register_in, tiny_params_file, trained_model
+from tests.helpers import (
+    encoded,
+    free_port,
+    register_in,
+    tiny_params_file,
+    trained_model,
+    wait_until_serving,
+)
 
 MODEL = "fer-monitor-test"
 # Traffic sizes: large enough that the estimate's sampling error (about 0.03) sits well inside
@@ -113,26 +120,11 @@ def served(tmp_path_factory):
         return np.array(answers)
 
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, (root / "server.log").read_text()
-                time.sleep(1)
+        wait_until_serving(port, server, root / "server.log")
         yield root, send
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def monitor(root: Path, since: datetime, *extra: str) -> dict:

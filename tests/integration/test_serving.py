@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,13 +24,15 @@ from ferops.data.scenes import paste, scene
 from ferops.kernel.integrity import sha256_file
 from ferops.prediction_log.store import read_log
 from ferops.registry.pyfunc import RequestLimits
-from tests.helpers import JUNK, detectable, encoded, register_in, trained_model
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import (
+    JUNK,
+    detectable,
+    encoded,
+    free_port,
+    register_in,
+    trained_model,
+    wait_until_serving,
+)
 
 
 def post(port: int, payload: dict, content_type: str | None = "application/json"):
@@ -145,14 +146,7 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, "the server exited"
-                time.sleep(1)
+        wait_until_serving(port, server, tmp_path / "server.log")
         # The model learned from synthetic faces: the server says so once, at start-up.
         log = (tmp_path / "server.log").read_text()
         assert log.count("learned from synthetic faces") == 1, log
