@@ -89,6 +89,7 @@ class BlazeFace:
         raw = self.interpreter.get_tensor(self.scores_out)[0, :, 0]
         scores = 1.0 / (1.0 + np.exp(-np.clip(raw, -80.0, 80.0)))
         chosen = scores > self.threshold
+        scores = scores[chosen]
         regression = self.interpreter.get_tensor(self.boxes_out)[0][chosen] / INPUT
         centres = self.anchors[chosen] + regression[:, :2]
         sizes = regression[:, 2:4]
@@ -103,9 +104,7 @@ class BlazeFace:
                 & ((boxes[:, 0] + boxes[:, 2] < left + width - margin) | (left + width >= inner[0]))
                 & ((boxes[:, 1] + boxes[:, 3] < top + height - margin) | (top + height >= inner[1]))
             )
-            boxes, scores = boxes[whole], scores[chosen][whole]
-        else:
-            scores = scores[chosen]
+            boxes, scores = boxes[whole], scores[whole]
         return boxes.astype(np.float32), scores.astype(np.float32)
 
 

@@ -12,10 +12,8 @@ from ferops.inference.photos import FaceResult
 from ferops.inference.runtime import FaceClassifier
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.integrity import sha256_file
-from ferops.kernel.layout import find_root
+from ferops.kernel.layout import Layout, find_root
 from ferops.prediction_log.records import LOG_VARIABLE, Answerer, Answers, LogSettings
-
-PROJECT_LOG = Path("logs") / "predictions"  # what `make serve` uses too
 
 
 def log_settings(root: Path | None) -> LogSettings:
@@ -29,7 +27,7 @@ def log_settings(root: Path | None) -> LogSettings:
             f"--log: set {LOG_VARIABLE} to a folder, or run inside a ferops project "
             "(its logs/predictions/)"
         )
-    return LogSettings(Path(project) / PROJECT_LOG)
+    return LogSettings(Layout(Path(project)).prediction_log)  # where `make serve` logs too
 
 
 class AnswerRecorder:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ferops.feedback.review import reviewed_labels
+from ferops.inference.answers import log_settings
 from ferops.inference.resolve import RegisteredVersion, registered_version
 from ferops.kernel.config import Params
 from ferops.kernel.errors import DataError
@@ -42,12 +43,11 @@ class Window:
 
 
 def log_folder(layout: Layout, given: str | None = None) -> Path | str:
-    """--log, else FEROPS_PREDICTION_LOG (as the server was started), else logs/predictions:
-    a folder, or a postgresql:// URI."""
-    target = given or os.environ.get(LOG_VARIABLE, "").strip()
-    if not target:
-        return layout.prediction_log
-    return target if is_database(target) else Path(target)
+    """--log, else where `predict --log` and the server write (FEROPS_PREDICTION_LOG, else
+    the project's logs/predictions): a folder, or a postgresql:// URI."""
+    if given:
+        return given if is_database(given) else Path(given)
+    return log_settings(layout.root).folder
 
 
 def monitor(

@@ -26,12 +26,12 @@ from ferops.kernel.files import replace_dir, write_json
 from ferops.kernel.layout import REFERENCE_FILE, Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.models.jitter import training_crop
+from ferops.monitoring.estimate import CALIBRATION_BINS, calibration_bins
 from ferops.prediction_log.statistics import face_statistics
 from ferops.training import figures
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_BINS = 15
 HEADLINE = ("accuracy", "macro_f1", "expected_calibration_error")
 
 
@@ -73,32 +73,8 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
 def reliability_table(
     labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS
 ) -> pd.DataFrame:
-    """Confidence vs accuracy in equal-width confidence bins (Guo et al., 2017).
-
-    The expected calibration error is the sum of `gap_weighted`: each bin's |accuracy -
-    confidence| weighted by its share of images.
-    """
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    rows = []
-    for b in range(bins):
-        inside = which == b
-        count = int(inside.sum())
-        accuracy = float(correct[inside].mean()) if count else float("nan")
-        mean_conf = float(confidence[inside].mean()) if count else float("nan")
-        rows.append(
-            {
-                "bin_low": edges[b],
-                "bin_high": edges[b + 1],
-                "count": count,
-                "confidence": mean_conf,
-                "accuracy": accuracy,
-                "gap_weighted": abs(accuracy - mean_conf) * count / len(labels) if count else 0.0,
-            }
-        )
-    return pd.DataFrame(rows)
+    """The model's calibration on these faces (ferops.monitoring.estimate.calibration_bins)."""
+    return calibration_bins(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
 
 
 def write_evaluation(
