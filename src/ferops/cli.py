@@ -191,8 +191,9 @@ ProjectOption = Annotated[
 DetectorOption = Annotated[
     Path | None,
     typer.Option(
-        help="Face detector: haar (the default), blazeface (tilted and large faces), or an "
-        "OpenCV cascade (.xml), YuNet (.onnx) or BlazeFace (.tflite) file.",
+        help="Face detector: blazeface (the default: tilted, covered and large faces), haar "
+        "(OpenCV's cascade: upright faces under 48 px), or an OpenCV cascade (.xml), YuNet "
+        "(.onnx) or BlazeFace (.tflite) file.",
         metavar="NAME|FILE",
     ),
 ]

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from ferops.cli import app
 from ferops.data.scenes import paste, scene
-from ferops.imaging.faces import Box, crop_face
+from ferops.imaging.faces import FaceDetector, crop_face
 from ferops.kernel.emotions import EMOTIONS
 from tests.helpers import detectable, write_clip
 
@@ -49,10 +49,13 @@ def test_predict_lists_every_face_annotates_and_matches_the_classifier(
     assert (tmp_path / "out" / "two.annotated.png").is_file()
     assert not (tmp_path / "out" / "empty.annotated.png").exists()
 
-    # The same numbers as the classifier on the same crops.
+    # The same boxes as the default detector, the same numbers as the classifier on its crops.
     classifier = load_classifier(keras_model_file)
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    boxes = [Box(r["x"], r["y"], r["w"], r["h"]) for r in records]
+    boxes = FaceDetector().detect(grey)
+    assert [(r["x"], r["y"], r["w"], r["h"]) for r in records] == [
+        (b.x, b.y, b.w, b.h) for b in boxes
+    ]
     expected = classifier.probabilities(np.stack([crop_face(grey, box) for box in boxes]))
     got = np.array([[r[f"p_{e}"] for e in EMOTIONS] for r in records])
     np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -49,11 +49,13 @@ def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset
     import mlflow
     import pandas as pd
 
-    from ferops.imaging.faces import Box, crop_face
+    from ferops.imaging.faces import FaceDetector, crop_face
 
     record = registered[0]
-    box = Box(record["x"], record["y"], record["w"], record["h"])
-    face = crop_face(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), box)
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    box = FaceDetector().detect(grey)[0]
+    assert (box.x, box.y, box.w, box.h) == (record["x"], record["y"], record["w"], record["h"])
+    face = crop_face(grey, box)
     served = mlflow.pyfunc.load_model(f"models:/{pretrained.MODEL_NAME}@champion")
     answer = served.predict(pd.DataFrame({"pixels": [" ".join(map(str, face.ravel()))]}))
     assert answer["emotion"][0] == record["emotion"]

@@ -1,10 +1,12 @@
 """Finding faces in photos and frames, and cutting them out the way the model was trained.
 
-The default detector is OpenCV's frontal-face Haar cascade, which ships inside the opencv
-wheel (nothing is downloaded). `blazeface` names MediaPipe's CNN detector, shipped in this
-package (ferops.imaging.blazeface): it finds tilted and large faces the cascade misses, in
-half the time. A user may bring another cascade (`.xml`), a YuNet face detector (`.onnx`, run
-by OpenCV's FaceDetectorYN) or a BlazeFace short-range file (`.tflite`).
+The default detector is MediaPipe's BlazeFace, a small CNN shipped in this package
+(ferops.imaging.blazeface): it finds tilted, covered and large faces that OpenCV's Haar cascade
+misses, in half the time, and its eyes let crop_face level a tilted face. `haar` names the
+cascade (inside the opencv wheel), which still finds upright faces under about 48 pixels in a
+640x480 frame that BlazeFace does not (benchmarks/detection.py). A user may bring another
+cascade (`.xml`), a YuNet face detector (`.onnx`, run by OpenCV's FaceDetectorYN) or a
+BlazeFace short-range file (`.tflite`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from ferops.kernel.model_spec import FACE_SIZE
 
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR, BLAZEFACE = "haar", "blazeface"  # --detector names besides files
+MARGIN = 0.1  # crop_face grows a box by this on each side: the cascade's box to FER2013's face
+LEVEL_FROM = 2.0  # degrees of eye tilt below which a face is cut out as it stands
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,9 @@ class Box:
     y: int
     w: int
     h: int
+    # Eye centres (the one on the image's left first) where the detector finds landmarks:
+    # crop_face levels them, so a tilted face reaches the classifier upright.
+    eyes: tuple[float, float, float, float] | None = None
 
     def iou(self, other: Box) -> float:
         """Intersection over union: how much two boxes are the same face."""
@@ -56,33 +63,30 @@ class FaceDetector:
     ) -> None:
         self.min_size = min_size
         # Detection cost grows with pixels: video detects on a frame shrunk to this width and
-        # maps the boxes back (faces under ~24 px once shrunk, the cascade's window, are missed).
+        # maps the boxes back (faces too small once shrunk are missed: see the module's note).
         self.detect_width = detect_width
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self._yunet = None
         self._cascade = None
         self._blazeface = None
-        if str(model_path) == HAAR:
-            model_path = None
-        if model_path is not None and (
-            str(model_path) == BLAZEFACE or Path(model_path).suffix.lower() == ".tflite"
-        ):
+        name = str(model_path or BLAZEFACE)
+        if name == BLAZEFACE or name.lower().endswith(".tflite"):
             from ferops.imaging.blazeface import MODEL, BlazeFace
 
-            path = MODEL if str(model_path) == BLAZEFACE else Path(model_path)
+            path = MODEL if name == BLAZEFACE else Path(name)
             if not path.is_file():
                 raise DataError(f"{path}: face detector model not found")
             self._blazeface = BlazeFace(path)
             return
-        if model_path is not None and Path(model_path).suffix.lower() == ".onnx":
-            if not Path(model_path).is_file():
-                raise DataError(f"{model_path}: face detector model not found")
+        if name.lower().endswith(".onnx"):
+            if not Path(name).is_file():
+                raise DataError(f"{name}: face detector model not found")
             self._yunet = cv2.FaceDetectorYN.create(
-                str(model_path), "", (320, 320), score_threshold=score_threshold
+                name, "", (320, 320), score_threshold=score_threshold
             )
             return
-        path = Path(model_path) if model_path else Path(cv2.data.haarcascades) / DEFAULT_CASCADE
+        path = Path(cv2.data.haarcascades) / DEFAULT_CASCADE if name == HAAR else Path(name)
         problem = (
             f"{path}: not a readable OpenCV cascade (.xml), YuNet (.onnx) or BlazeFace (.tflite) "
             f"model, nor {HAAR} or {BLAZEFACE}"
@@ -101,13 +105,21 @@ class FaceDetector:
             scale = grey.shape[1] / self.detect_width
             size = (self.detect_width, round(grey.shape[0] / scale))
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        eyes: np.ndarray | list = []
         if self._blazeface is not None:
-            rows = self._blazeface.detect(grey)
+            from ferops.imaging.blazeface import face_squares
+
+            found, eyes = self._blazeface.detect(grey)
+            # As the cascade frames a face: FER2013's square shrunk by crop_face's margin.
+            squares = face_squares(found)
+            grow = squares[:, 2:3] * (1 - 1 / (1 + 2 * MARGIN)) / 2
+            rows = np.concatenate([squares[:, :2] + grow, squares[:, 2:] - 2 * grow], axis=1)
         elif self._yunet is not None:
             colour = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
             self._yunet.setInputSize((grey.shape[1], grey.shape[0]))
             _, found = self._yunet.detect(colour)
             rows = [] if found is None else found[:, :4]
+            eyes = [] if found is None else found[:, 4:8]  # YuNet: right eye, left eye first
         else:
             rows = self._cascade.detectMultiScale(
                 grey,
@@ -116,22 +128,47 @@ class FaceDetector:
                 minSize=(round(self.min_size / scale), round(self.min_size / scale)),
             )
         boxes = [
-            Box(round(x * scale), round(y * scale), round(w * scale), round(h * scale))
-            for x, y, w, h in rows
+            Box(
+                round(x * scale),
+                round(y * scale),
+                round(w * scale),
+                round(h * scale),
+                tuple(float(v) * scale for v in np.ravel(eyes[i])) if len(eyes) else None,
+            )
+            for i, (x, y, w, h) in enumerate(rows)
         ]
         return sorted(boxes, key=lambda b: b.w * b.h, reverse=True)
 
 
-def crop_face(grey: np.ndarray, box: Box, margin: float = 0.1) -> np.ndarray:
+def crop_face(grey: np.ndarray, box: Box, margin: float = MARGIN, level: bool = True) -> np.ndarray:
     """A 48x48 crop of the box grown by `margin` on each side (FER2013 faces include a little
-    forehead and chin), squared and clipped to the image."""
+    forehead and chin), squared and clipped to the image. Where the box has eyes turned more
+    than LEVEL_FROM degrees, the square is first turned about its centre to level them:
+    tilted faces then reach the classifier upright, as FER2013's faces are."""
     side = round(max(box.w, box.h) * (1 + 2 * margin))
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    angle = eye_angle(box) if level else 0.0
+    if abs(angle) > LEVEL_FROM:
+        turn = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
+        turn[:, 2] += side / 2 - np.array([cx, cy])
+        square = cv2.warpAffine(
+            grey, turn, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        return cv2.resize(square, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
     left = round(cx - side / 2)
     top = round(cy - side / 2)
     height, width = grey.shape
     crop = grey[max(0, top) : min(height, top + side), max(0, left) : min(width, left + side)]
     return cv2.resize(crop, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def eye_angle(box: Box) -> float:
+    """Degrees the line between the eyes turns from level (clockwise on screen is positive);
+    0 for a box without eyes."""
+    if box.eyes is None:
+        return 0.0
+    (x1, y1), (x2, y2) = sorted([box.eyes[:2], box.eyes[2:]])  # the image's left eye first
+    return float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
 
 
 def to_grey(image: np.ndarray) -> np.ndarray:

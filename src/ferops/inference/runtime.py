@@ -18,7 +18,7 @@ import numpy as np
 
 from ferops.imaging.contrast import Preprocessing
 from ferops.kernel.errors import DataError
-from ferops.kernel.quiet import import_tensorflow_quietly
+from ferops.kernel.quiet import import_tensorflow_quietly, native_stderr_closed
 
 Predict = Callable[[np.ndarray], np.ndarray]
 RUNTIMES = ("auto", "onnx", "litert", "keras")
@@ -179,7 +179,8 @@ def litert_predict(path: Path, threads: int | None = None) -> Predict:
         nonlocal batch
         if batch != len(faces):  # resizing reallocates: only when the batch changes
             interpreter.resize_tensor_input(source["index"], [len(faces), *faces.shape[1:]])
-            interpreter.allocate_tensors()
+            with native_stderr_closed():
+                interpreter.allocate_tensors()
             batch = len(faces)
         interpreter.set_tensor(source["index"], faces)
         interpreter.invoke()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 QUIET_ENVIRONMENT = {
     "TF_CPP_MIN_LOG_LEVEL": "3",  # TensorFlow's C++ INFO/WARNING/ERROR log lines
@@ -41,14 +43,26 @@ def import_tensorflow_quietly() -> None:
     (absl's "All log messages before absl::InitializeLog()...", oneDNN's note) are written
     while it loads, before any setting is read. Anything it raises is still raised. Only
     after quiet_libraries(): `ferops -v` and library users see TensorFlow as it is."""
-    if "tensorflow" in sys.modules or not _quiet:
+    if "tensorflow" in sys.modules:
+        return
+    with native_stderr_closed():
+        import tensorflow  # noqa: F401
+
+
+@contextmanager
+def native_stderr_closed() -> Iterator[None]:
+    """fd 2 pointed at /dev/null while the block runs, after quiet_libraries() only: for C++
+    lines no setting reaches (TensorFlow's start-up, LiteRT's "Created TensorFlow Lite
+    XNNPACK delegate for CPU." when an interpreter allocates its tensors)."""
+    if not _quiet:
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)

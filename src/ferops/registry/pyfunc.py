@@ -282,7 +282,7 @@ class EmotionClassifier(mlflow.pyfunc.PythonModel):
             sha256=recorded.get(Path(artifacts["keras_model"]).name, ""),
             source="serve",
         )
-        self.detector = FaceDetector()  # for {"faces": "detect"}: OpenCV's cascade, 10 ms
+        self.detector = FaceDetector()  # for {"faces": "detect"}: BlazeFace, LiteRT, no TF
         if os.environ.get(SCORING_SERVER_MODEL):  # under `mlflow models serve`: its app next
             limit_next_app(RequestLimits.from_environment().max_body)
         self.settings = LogSettings.from_environment()
