@@ -6,7 +6,8 @@ not a test)
 Starts `mlflow models serve` on the project's store (MLFLOW_TRACKING_URI, else mlflow.db here),
 warms it up with real faces, then sends 1,000 junk requests (every kind the server refuses)
 and 100 requests at the size limits (two 25-megapixel JPEGs of up to 5 MB each = 50 MP
-decoded; six PNGs of about 5 MB each = 30 MB of images), then ten bodies of 50 and 200 MB.
+decoded; six PNGs of about 5 MB each = 30 MB of images), the same 100 as whole photos
+(`"params": {"faces": "detect"}`), then ten bodies of 50 and 200 MB.
 It reports the resident memory (RSS) of the server's processes after each phase; the target
 is at most 1.5x the warm-up figure.
 Results also go to benchmarks/results/serving_memory.json.
@@ -88,10 +89,11 @@ def junk() -> list[dict]:
     ]
 
 
-def post(port: int, split: dict) -> int:
+def post(port: int, split: dict, params: dict | None = None) -> int:
+    body = {"dataframe_split": split, **({"params": params} if params else {})}
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/invocations",
-        data=json.dumps({"dataframe_split": split}).encode(),
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
     )
     try:
@@ -191,7 +193,11 @@ def main() -> int:
         def measure(name: str, requests: list, expected: int) -> None:
             started = time.perf_counter()
             statuses = [
-                post_body(port, split) if isinstance(split, int) else post(port, split)
+                post_body(port, split)
+                if isinstance(split, int)
+                else post(port, *split)
+                if isinstance(split, tuple)
+                else post(port, split)
                 for split in requests
             ]
             time.sleep(1)
@@ -226,6 +232,8 @@ def main() -> int:
         heaviest = {"columns": ["image"], "data": [[png]] * 6}  # ~30 MB of images
         large = [widest if i % 2 == 0 else heaviest for i in range(args.large)]
         measure("100 maximum-size", large, 200)
+        detect = {"faces": "detect"}  # whole photos: BlazeFace over each 25 MP image
+        measure("100 maximum-size, detect", [(split, detect) for split in large], 200)
         # Bodies far over the limit (50 and 200 MB): refused (413) before they are read.
         measure("10 bodies of 50/200 MB", [50_000_000, 200_000_000] * 5, 413)
         measure("warm-up again", warm, 200)

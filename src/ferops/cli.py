@@ -340,6 +340,14 @@ def stream(
     detect_width: Annotated[
         int, typer.Option(help="Detect faces on frames shrunk to this width (0: full size).")
     ] = 320,
+    redetect: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Search the whole frame every N frames and follow the faces found in between "
+            "(1: every frame).",
+        ),
+    ] = 5,
     root: ProjectOption = None,
     log: Annotated[
         bool,
@@ -368,6 +376,7 @@ def stream(
                 timeline=csv,
                 max_frames=max_frames,
                 smoothing=smoothing,
+                redetect=redetect,
                 progress=_progress_line(),
                 record=None if recorder is None else recorder.record,
             )

@@ -65,13 +65,13 @@ class BlazeFace:
         self.boxes_out = next(o["index"] for o in outputs if o["shape"][-1] == 16)
         self.scores_out = next(o["index"] for o in outputs if o["shape"][-1] == 1)
 
-    def detect(self, grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Faces in a 2-D uint8 image, whole frame and tiles merged: (n, 4) boxes as x, y, w,
-        h and (n, 2, 2) eye centres (the one on the image's left first), in pixels."""
+    def detect(self, grey: np.ndarray, tiles: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Faces in a 2-D uint8 image, whole frame and (with `tiles`) tiles merged: (n, 4)
+        boxes as x, y, w, h and (n, 2, 2) eye centres, in pixels."""
         height, width = grey.shape
         found = [self.run(grey, 0, 0, inner=None)]
         tile = round(min(height, width) * TILE_FRACTION)
-        if tile >= 2 * INPUT // 3:  # tiles of a small image would only be upscaled
+        if tiles and tile >= 2 * INPUT // 3:  # tiles of a small image would only be upscaled
             for top in starts(height, tile):
                 for left in starts(width, tile):
                     patch = grey[top : top + tile, left : left + tile]

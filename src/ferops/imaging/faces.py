@@ -26,6 +26,9 @@ MARGIN = 0.1  # crop_face grows a box by this on each side: the cascade's box to
 LEVEL_FROM = 2.0  # degrees of eye tilt below which a face is cut out as it stands
 
 
+Eyes = tuple[float, float, float, float]  # x, y of one eye, then of the other
+
+
 @dataclass(frozen=True)
 class Box:
     """A face's bounding box in image pixels."""
@@ -34,9 +37,9 @@ class Box:
     y: int
     w: int
     h: int
-    # Eye centres (the one on the image's left first) where the detector finds landmarks:
-    # crop_face levels them, so a tilted face reaches the classifier upright.
-    eyes: tuple[float, float, float, float] | None = None
+    # Eye centres where the detector finds landmarks: crop_face levels them, so a tilted
+    # face reaches the classifier upright.
+    eyes: Eyes | None = None
 
     def iou(self, other: Box) -> float:
         """Intersection over union: how much two boxes are the same face."""
@@ -98,8 +101,24 @@ class FaceDetector:
         if self._cascade.empty():
             raise DataError(problem)
 
-    def detect(self, grey: np.ndarray) -> list[Box]:
-        """Boxes of the faces in a 2-D uint8 image, largest first."""
+    def near(self, grey: np.ndarray, box: Box) -> Box | None:
+        """The face in a square of twice `box`'s side around it, where a face seen a frame ago
+        now is (or None): one BlazeFace pass instead of the frame's seven, as the face fills
+        half the square; the cascade searches the square alone."""
+        side = 2 * max(box.w, box.h)
+        left = max(0, round(box.x + box.w / 2 - side / 2))
+        top = max(0, round(box.y + box.h / 2 - side / 2))
+        patch = grey[top : top + side, left : left + side]
+        found = [
+            Box(b.x + left, b.y + top, b.w, b.h, shift(b.eyes, left, top))
+            for b in self.detect(patch, tiles=False)
+        ]
+        best = max(found, key=box.iou, default=None)
+        return best if best is not None and best.iou(box) > 0 else None
+
+    def detect(self, grey: np.ndarray, tiles: bool = True) -> list[Box]:
+        """Boxes of the faces in a 2-D uint8 image, largest first (BlazeFace without `tiles`:
+        the whole-image pass only, for faces over a fifth of the image)."""
         scale = 1.0
         if self.detect_width and grey.shape[1] > self.detect_width:
             scale = grey.shape[1] / self.detect_width
@@ -109,7 +128,7 @@ class FaceDetector:
         if self._blazeface is not None:
             from ferops.imaging.blazeface import face_squares
 
-            found, eyes = self._blazeface.detect(grey)
+            found, eyes = self._blazeface.detect(grey, tiles)
             # As the cascade frames a face: FER2013's square shrunk by crop_face's margin.
             squares = face_squares(found)
             grow = squares[:, 2:3] * (1 - 1 / (1 + 2 * MARGIN)) / 2
@@ -133,11 +152,22 @@ class FaceDetector:
                 round(y * scale),
                 round(w * scale),
                 round(h * scale),
-                tuple(float(v) * scale for v in np.ravel(eyes[i])) if len(eyes) else None,
+                eyes_at(eyes[i], scale) if len(eyes) else None,
             )
             for i, (x, y, w, h) in enumerate(rows)
         ]
         return sorted(boxes, key=lambda b: b.w * b.h, reverse=True)
+
+
+def eyes_at(found: np.ndarray, scale: float) -> Eyes:
+    """A detector's two eye points, scaled back to the frame."""
+    x1, y1, x2, y2 = (float(v) * scale for v in np.ravel(found)[:4])
+    return x1, y1, x2, y2
+
+
+def shift(eyes: Eyes | None, dx: float, dy: float) -> Eyes | None:
+    """Eye coordinates moved by (dx, dy)."""
+    return None if eyes is None else (eyes[0] + dx, eyes[1] + dy, eyes[2] + dx, eyes[3] + dy)
 
 
 def crop_face(grey: np.ndarray, box: Box, margin: float = MARGIN, level: bool = True) -> np.ndarray:
