@@ -65,7 +65,7 @@ def found(truth: Box, boxes: list[Box]) -> bool:
 
 
 def detectable(tiny_faceset, count: int) -> list[np.ndarray]:
-    """The first `count` test faces the cascade finds when pasted alone."""
+    """The first `count` test faces the default detector finds when pasted alone."""
     detector = FaceDetector()
     chosen = []
     for face in tiny_faceset["test"].x:

@@ -60,23 +60,34 @@ def test_an_upward_import_or_a_cycle_breaks_the_build(tmp_path, module, line, br
 
 
 @pytest.mark.parametrize("model", ["an onnx file", "the default"])
-def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(tmp_path, model):
+def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(
+    tmp_path, model, tiny_faceset
+):
     """The whole `ferops predict --whole --model X.onnx` path, in a fresh interpreter; and
-    `ferops predict --whole` outside a project, where the shipped FER2013 model answers
-    through its ONNX export."""
-    onnx = tmp_path / "model.onnx"
-    tiny_onnx_classifier(onnx)
-    chosen = ["--model", str(onnx), "--root", str(REPO)] if model == "an onnx file" else []
-    face = tmp_path / "face.png"
+    `ferops predict photo` outside a project, where BlazeFace finds the face and the shipped
+    FER2013 model answers through its ONNX export."""
     import cv2
     import numpy as np
 
-    cv2.imwrite(str(face), np.full((64, 64), 128, np.uint8))
+    from ferops.data.scenes import paste, scene
+    from tests.helpers import detectable
+
+    onnx = tmp_path / "model.onnx"
+    tiny_onnx_classifier(onnx)
+    photo = tmp_path / "face.png"
+    if model == "an onnx file":
+        chosen = ["--whole", "--model", str(onnx), "--root", str(REPO)]
+        cv2.imwrite(str(photo), np.full((64, 64), 128, np.uint8))
+    else:
+        chosen = []
+        image = scene()
+        paste(image, detectable(tiny_faceset, 1)[0], 200, 150, 150)
+        cv2.imwrite(str(photo), image)
     script = f"""
 import json, sys
 from typer.testing import CliRunner
 from ferops.cli import app
-result = CliRunner().invoke(app, ["predict", "--whole", "--json", {str(face)!r}, *{chosen!r}])
+result = CliRunner().invoke(app, ["predict", "--json", {str(photo)!r}, *{chosen!r}])
 heavy = sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules)
 print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": heavy}}))
 """

@@ -32,6 +32,40 @@ def test_the_tracker_keeps_ids_and_smooths():
     assert [i for i, _ in tracker.update(30, [FaceResult(Box(0, 0, 50, 50), happy)])] == [3]
 
 
+def test_faces_are_followed_between_whole_frame_searches_and_new_ones_found_at_the_next(
+    tiny_faceset,
+):
+    """Between searches each face is looked for near where it was: a face moving 4 px a frame
+    is found in every frame, one that appears at frame 7 is found from frame 10 (the next
+    search), and one that leaves is dropped at once."""
+    import cv2
+
+    from ferops.data.scenes import paste, scene
+    from ferops.inference.video import FaceFinder
+    from tests.helpers import detectable
+
+    def found(truth: Box, boxes: list[Box]) -> bool:  # a box centred in the pasted square
+        return any(
+            truth.x < b.x + b.w / 2 < truth.x + truth.w
+            and truth.y < b.y + b.h / 2 < truth.y + truth.h
+            for b in boxes
+        )
+
+    mover, newcomer = detectable(tiny_faceset, 2)
+    finder = FaceFinder(FaceDetector(), redetect=5)
+    for frame in range(15):
+        image = scene(seed=1)
+        truth = paste(image, mover, 60 + 4 * frame, 80 + 2 * frame, 140)
+        late = paste(image, newcomer, 400, 200, 140) if frame >= 7 else None
+        boxes = finder.find(frame, cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        assert found(truth, boxes), frame
+        if late is not None:
+            assert found(late, boxes) == (frame >= 10), frame
+        assert len(boxes) == 1 + (frame >= 10)
+    empty = cv2.cvtColor(scene(seed=1), cv2.COLOR_BGR2GRAY)
+    assert finder.find(16, empty) == []  # both left: nothing followed into an empty frame
+
+
 def test_unreadable_missing_and_empty_streams_are_clear_errors(tmp_path, keras_model_file):
     from ferops.inference.runtime import load_classifier
 
