@@ -8,11 +8,13 @@ classifier (a script, not a test).
 FOLDER is a face set as ingest writes it (`data/interim` of a project): FER2013's faces for the
 real figures (README, "Using FER2013"), the synthetic generator's otherwise.
 
-Detectors: each cell is `--scenes` 640x480 scenes holding four faces (two at 300 px) of one
-size, 24 to 300 pixels, each turned by the cell's angle one way or the other; a third of the
-scenes darkened or brightened, a third with the lower part of every face covered. Then 50
-face-free scenes, and the milliseconds a frame at 640x480 and 1920x1080. A face counts as found
-when a box overlaps it by IoU > 0.3; every other box is a false positive.
+Detectors: the cascade, BlazeFace as photos use it (tiles fine enough for 48-pixel faces) and
+with its coarse tiles only (as `ferops stream` searches its 320-pixel-wide frames). Each cell
+is `--scenes` 640x480 scenes holding four faces (two at 300 px) of one size, 24 to 300 pixels,
+each turned by the cell's angle one way or the other; a third of the scenes darkened or
+brightened, a third with the lower part of every face covered. Then 50 face-free scenes, and
+the milliseconds a frame at 640x480 and 1920x1080. A face counts as found when a box overlaps
+it by IoU > 0.3; every other box is a false positive.
 
 --alignment: every face of the split pasted at 120 px into a scene, upright and turned 20 and
 40 degrees; found by the default detector and classified by a model (default: the shipped
@@ -101,7 +103,11 @@ def cell(detectors: dict, faces: np.ndarray, size: int, angle: int, scenes: int,
 
 def detectors_table(faces: np.ndarray, scenes: int) -> None:
     rng = np.random.default_rng(0)
-    detectors = {name: FaceDetector(Path(name)) for name in (HAAR, BLAZEFACE)}
+    detectors = {
+        HAAR: FaceDetector(Path(HAAR)),
+        BLAZEFACE: FaceDetector(Path(BLAZEFACE)),  # photos: tiles down to 48-pixel faces
+        "blazeface, coarse tiles": FaceDetector(Path(BLAZEFACE), smallest_face=None),  # video
+    }
     print(f"{scenes} scenes a cell, four faces a scene (two at 300 px)\n")
     print("| size px | turned | " + " | ".join(f"{n} recall | fp/img" for n in detectors) + " |")
     print("|---|---|" + "---|---|" * len(detectors))

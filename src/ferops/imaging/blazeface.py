@@ -1,13 +1,13 @@
-"""BlazeFace, MediaPipe's short-range CNN face detector, over a frame and its tiles.
+"""BlazeFace, MediaPipe's short-range CNN face detector, over a picture and its tiles.
 
-The model sees a 128x128 letterbox of what it is given, so on a whole 640x480 frame it finds
-only faces larger than about a fifth of the frame. ferops runs it on the whole frame and on
-overlapping square tiles of two thirds of the frame's shorter side, and merges the boxes: on
-FER2013 faces pasted into 640x480 scenes this found 64-pixel faces turned 40 degrees (19 of
-30; OpenCV's Haar cascade 0) in 8.8 ms a frame against the cascade's 19 ms
-(benchmarks/detection.py). A box cut by a tile's edge is dropped: the overlapping tile holds
-the whole face. The weights ship in the package (detectors/NOTICE.md: Apache-2.0) and run on
-LiteRT, never TensorFlow.
+The model sees a 128x128 letterbox of what it is given and finds faces down to about a fifth
+of it, so on a whole 640x480 frame only faces over about 100 pixels. ferops runs it on the
+whole picture, on overlapping square tiles of two thirds of its shorter side and, for photos,
+on finer tiles down to where a 48-pixel face is found (tile_sides); boxes are merged by
+non-maximum suppression. A box cut by a tile's edge is dropped: the overlapping tile holds the
+whole face. Figures against OpenCV's Haar cascade: benchmarks/detection.py and
+docs/performance.md. The weights ship in the package (detectors/NOTICE.md: Apache-2.0) and
+run on LiteRT, never TensorFlow.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ INPUT = 128
 # (stride 16) with 6; every anchor of a cell sits at its centre (MediaPipe's fixed anchor size).
 ANCHOR_LAYERS = ((8, 2), (16, 6))
 TILE_FRACTION = 2 / 3
+FACE_IN_TILE = 0.2  # the smallest face found is about a fifth of what the model is given
 OVERLAP = 0.3  # IoU above which two boxes are one face
 # Where BlazeFace's box sits in a FER2013 face: 0.822 of the face's side wide, its centre
 # 0.076 of the side below the face's centre (the box leaves out forehead), measured on
@@ -65,20 +66,22 @@ class BlazeFace:
         self.boxes_out = next(o["index"] for o in outputs if o["shape"][-1] == 16)
         self.scores_out = next(o["index"] for o in outputs if o["shape"][-1] == 1)
 
-    def detect(self, grey: np.ndarray, tiles: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def detect(
+        self, grey: np.ndarray, tiles: bool = True, smallest: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Faces in a 2-D uint8 image, whole frame and (with `tiles`) tiles merged: (n, 4)
-        boxes as x, y, w, h and (n, 2, 2) eye centres, in pixels."""
+        boxes as x, y, w, h and (n, 2, 2) eye centres, in pixels. With `smallest`, finer
+        tiles too, down to where a face of that many pixels is found (tile_sides)."""
         height, width = grey.shape
         found = [self.run(grey, 0, 0, inner=None)]
-        tile = round(min(height, width) * TILE_FRACTION)
-        if tiles and tile >= 2 * INPUT // 3:  # tiles of a small image would only be upscaled
+        for tile in tile_sides(height, width, smallest) if tiles else []:
             for top in starts(height, tile):
                 for left in starts(width, tile):
                     patch = grey[top : top + tile, left : left + tile]
                     found.append(self.run(patch, left, top, inner=(width, height)))
         boxes, scores, eyes = (np.concatenate(part) for part in zip(*found, strict=True))
         keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.threshold, OVERLAP)
-        keep = np.asarray(keep, int).ravel()
+        keep = outside_stronger(boxes, scores, np.asarray(keep, int).ravel())
         return boxes[keep], eyes[keep]
 
     def run(
@@ -119,12 +122,45 @@ class BlazeFace:
         return boxes.astype(np.float32), scores.astype(np.float32), eyes.astype(np.float32)
 
 
+def outside_stronger(boxes: np.ndarray, scores: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """`chosen` less each box lying mostly (over half its area) inside a chosen box with a
+    higher score: a fine tile sees an eye or a mouth of a face too big for it as a face of its
+    own (on 240- and 300-pixel faces, false boxes 0.65-1.0 an image before, 0.40-0.75 after,
+    with the same recall)."""
+    kept: list[int] = []
+    for i in sorted(chosen, key=lambda i: -scores[i]):
+        x, y, w, h = boxes[i]
+        inside = [
+            max(0.0, min(x + w, bx + bw) - max(x, bx)) * max(0.0, min(y + h, by + bh) - max(y, by))
+            for bx, by, bw, bh in boxes[kept]
+        ]
+        if max(inside, default=0.0) <= 0.5 * w * h:
+            kept.append(i)
+    return np.array(sorted(kept), int)
+
+
 def face_squares(boxes: np.ndarray) -> np.ndarray:
     """The square a FER2013 face would fill around each (x, y, w, h) box, so a detected face
     is cut out with the framing the classifier learned."""
     side = boxes[:, 2:3] / BOX_IN_FACE
     centre = boxes[:, :2] + boxes[:, 2:4] / 2 - np.concatenate([0 * side, CENTRE_BELOW * side], 1)
     return np.concatenate([centre - side / 2, side, side], axis=1)
+
+
+def tile_sides(height: int, width: int, smallest: int | None = None) -> list[int]:
+    """Sides of the square tiles to search, coarse to fine: two thirds of the shorter side,
+    then halves down to tiles in which a `smallest`-pixel face is a fifth of the side, the
+    least BlazeFace finds. None finer than two thirds of the model's input (they would only be
+    upscaled); without `smallest` the coarse tiles only (video, where faces are followed)."""
+    side = round(min(height, width) * TILE_FRACTION)
+    finest = round(smallest / FACE_IN_TILE) if smallest else side
+    sides = []
+    while side >= 2 * INPUT // 3:
+        sides.append(side)
+        if side <= 1.25 * finest:  # near enough: a level more would repeat this one
+            break
+        side = max(side // 2, finest)
+    return sides
 
 
 def starts(length: int, tile: int) -> list[int]:

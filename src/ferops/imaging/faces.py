@@ -24,6 +24,8 @@ DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR, BLAZEFACE = "haar", "blazeface"  # --detector names besides files
 MARGIN = 0.1  # crop_face grows a box by this on each side: the cascade's box to FER2013's face
 LEVEL_FROM = 2.0  # degrees of eye tilt below which a face is cut out as it stands
+SMALLEST_FACE = 48  # BlazeFace's finest tiles find faces of FER2013's own size and up
+SEARCH_WIDTH = 1920  # BlazeFace searches a wider photo on a copy shrunk to this width
 
 
 Eyes = tuple[float, float, float, float]  # x, y of one eye, then of the other
@@ -63,8 +65,10 @@ class FaceDetector:
         min_neighbors: int = 5,
         score_threshold: float = 0.7,
         detect_width: int | None = None,
+        smallest_face: int | None = SMALLEST_FACE,
     ) -> None:
         self.min_size = min_size
+        self.smallest_face = smallest_face
         # Detection cost grows with pixels: video detects on a frame shrunk to this width and
         # maps the boxes back (faces too small once shrunk are missed: see the module's note).
         self.detect_width = detect_width
@@ -81,6 +85,9 @@ class FaceDetector:
             if not path.is_file():
                 raise DataError(f"{path}: face detector model not found")
             self._blazeface = BlazeFace(path)
+            # A search's cost grows with the picture's area (tiles sized for `smallest_face`):
+            # a larger photo is searched on a copy this wide.
+            self.detect_width = detect_width or SEARCH_WIDTH
             return
         if name.lower().endswith(".onnx"):
             if not Path(name).is_file():
@@ -128,7 +135,7 @@ class FaceDetector:
         if self._blazeface is not None:
             from ferops.imaging.blazeface import face_squares
 
-            found, eyes = self._blazeface.detect(grey, tiles)
+            found, eyes = self._blazeface.detect(grey, tiles, self.smallest_face)
             # As the cascade frames a face: FER2013's square shrunk by crop_face's margin.
             squares = face_squares(found)
             grow = squares[:, 2:3] * (1 - 1 / (1 + 2 * MARGIN)) / 2
