@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ferops.imaging.blazeface import MODEL, BlazeFace, face_squares
 from ferops.kernel.errors import DataError
 from ferops.kernel.model_spec import FACE_SIZE
 
@@ -79,8 +80,6 @@ class FaceDetector:
         self._blazeface = None
         name = str(model_path or BLAZEFACE)
         if name == BLAZEFACE or name.lower().endswith(".tflite"):
-            from ferops.imaging.blazeface import MODEL, BlazeFace
-
             path = MODEL if name == BLAZEFACE else Path(name)
             if not path.is_file():
                 raise DataError(f"{path}: face detector model not found")
@@ -133,13 +132,11 @@ class FaceDetector:
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         eyes: np.ndarray | list = []
         if self._blazeface is not None:
-            from ferops.imaging.blazeface import face_squares
-
             found, eyes = self._blazeface.detect(grey, tiles, self.smallest_face)
-            # As the cascade frames a face: FER2013's square shrunk by crop_face's margin.
+            # As the cascade frames a face: FER2013's square, less crop_face's margin.
             squares = face_squares(found)
-            grow = squares[:, 2:3] * (1 - 1 / (1 + 2 * MARGIN)) / 2
-            rows = np.concatenate([squares[:, :2] + grow, squares[:, 2:] - 2 * grow], axis=1)
+            side = squares[:, 2:] / (1 + 2 * MARGIN)
+            rows = np.concatenate([squares[:, :2] + (squares[:, 2:] - side) / 2, side], axis=1)
         elif self._yunet is not None:
             colour = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
             self._yunet.setInputSize((grey.shape[1], grey.shape[0]))

@@ -201,10 +201,11 @@ def read_request(model_input: Any, *, whole: bool = False) -> Request:
         image, pixels = values.get("image"), values.get("pixels")
         if _present(image):
             try:
-                grey = decode_grey_image(image, row=row, pixels_left=pixels_left)
-                faces[row], sizes[row] = fit_face(grey), (grey.shape[1], grey.shape[0])
-                if whole:
-                    images.append(grey)
+                if whole:  # the whole image is searched: no centre crop to make
+                    images.append(decode_grey_image(image, row=row, pixels_left=pixels_left))
+                    sizes[row] = (images[-1].shape[1], images[-1].shape[0])
+                else:
+                    faces[row], sizes[row] = decode_image(image, row=row, pixels_left=pixels_left)
             except RequestFull:
                 raise bad_request(
                     f"row {row}: the request's images hold more than {limits.max_pixels} "
