@@ -40,6 +40,9 @@ def test_a_weaker_model_is_registered_but_refused_and_a_failure_moves_nothing(
     save_faceset(learnable_faceset, tmp_path / "processed")
 
     trained_model(learnable_faceset, tmp_path / "model.keras", epochs=8)
+    # Another experiment active in this process (as after another project's stage, through the
+    # Python API): registration still reopens the training run where it lives.
+    mlflow.set_experiment("another-project")
     first = register_in(tmp_path, params, learnable_faceset)
     assert first["alias"] == "champion" and first["version"] == 1
 

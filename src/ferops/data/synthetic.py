@@ -52,12 +52,20 @@ class Expression:
 
 
 def generate_faces(
-    labels: np.ndarray, *, rng: np.random.Generator, difficulty: float = 1.0
+    labels: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    difficulty: float = 1.0,
+    intensity: float | None = None,
 ) -> np.ndarray:
-    """Return uint8 faces of shape (len(labels), 48, 48), one per requested emotion label."""
+    """Return uint8 faces of shape (len(labels), 48, 48), one per requested emotion label.
+
+    `intensity` (0 neutral, 1 the full prototype) sets every face's expression strength instead
+    of drawing it; the draws are made all the same, so one seed gives the same faces at another
+    strength (the model tests' directional check)."""
     faces = np.empty((len(labels), FACE_SIZE, FACE_SIZE), dtype=np.uint8)
     for i, label in enumerate(labels):
-        faces[i] = _render_face(int(label), rng, difficulty)
+        faces[i] = _render_face(int(label), rng, difficulty, intensity)
     return faces
 
 
@@ -68,16 +76,21 @@ def balanced_labels(per_class: int, *, rng: np.random.Generator) -> np.ndarray:
     return labels
 
 
-def _expression(label: int, rng: np.random.Generator, difficulty: float) -> Expression:
-    intensity = rng.uniform(1.0 - 0.35 * min(difficulty, 2.0), 1.0)
+def _expression(
+    label: int, rng: np.random.Generator, difficulty: float, intensity: float | None
+) -> Expression:
+    drawn = rng.uniform(1.0 - 0.35 * min(difficulty, 2.0), 1.0)
+    intensity = drawn if intensity is None else intensity
     params = _NEUTRAL + intensity * (_PROTOTYPES[label] - _NEUTRAL)
     params = params + rng.normal(0.0, 0.08 * difficulty, size=params.shape)
     return Expression(*params.tolist())
 
 
-def _render_face(label: int, rng: np.random.Generator, difficulty: float) -> np.ndarray:
+def _render_face(
+    label: int, rng: np.random.Generator, difficulty: float, intensity: float | None
+) -> np.ndarray:
     canvas = _background(rng)
-    expression = _expression(label, rng, difficulty)
+    expression = _expression(label, rng, difficulty, intensity)
     skin = rng.uniform(110, 215)
     feature = max(0.0, skin - rng.uniform(80, 140))  # brows, pupils, mouth interior
     cx, cy = _CANVAS / 2 + rng.normal(0, 1.5), _CANVAS / 2 + rng.normal(0, 1.5)

@@ -139,14 +139,16 @@ def keras_predict(model: Any, chunk: int = 256) -> Predict:
     return predict
 
 
-#: Up to this many faces run on one thread: a handful of faces is too little work to share
-#: between cores, and waking a pool for it costs more than it saves (the int8 model took 0.87 ms
-#: a face on two threads, 0.66 on one) and takes a core from face detection in a video loop.
-SMALL_BATCH = 4
+#: Up to this many faces run on one thread: one face is too little work to share between
+#: cores (waking a pool for it costs more than it saves). Two or more share the pool: in the
+#: video loop four faces of the fast model took 2.1-2.3 ms a frame on two threads against
+#: 2.4-3.2 on one, the accurate model's 3.8-4.0 against 4.6-4.9 (2-core AMD EPYC, AVX2;
+#: benchmarks/inference.py's loop profile). The loop is sequential, so the second core is idle.
+SMALL_BATCH = 1
 
 
 def onnx_predict(path: Path, threads: int = 0) -> Predict:
-    """ONNX Runtime: batches on `threads` (0: one per core), a few faces on one thread."""
+    """ONNX Runtime: batches on `threads` (0: one per core), one face on one thread."""
     # Deferred on purpose: an optional runtime, imported only when it runs the model.
     import onnxruntime as ort
 

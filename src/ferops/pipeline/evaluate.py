@@ -29,6 +29,7 @@ from ferops.models.jitter import training_crop
 from ferops.monitoring.estimate import CALIBRATION_BINS, calibration_bins
 from ferops.prediction_log.statistics import face_statistics
 from ferops.training import figures
+from ferops.training.tracking import resumed_run
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +279,6 @@ def _log_to_training_run(
     run: dict[str, Any], headline: dict[str, Any], out_dir: Path, root: Path
 ) -> None:
     mlflow.set_tracking_uri(tracking_uri(root))
-    with mlflow.start_run(run_id=run["run_id"]):
+    with resumed_run(run["run_id"]):
         mlflow.log_metrics({f"test_{k}": float(v) for k, v in headline.items()})
         mlflow.log_artifacts(str(out_dir), "evaluation")

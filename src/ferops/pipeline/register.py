@@ -30,6 +30,7 @@ from ferops.models.builders import load_model
 from ferops.registry.gate import GateDecision, gate
 from ferops.registry.publish import log_pyfunc, register_version, unused_step
 from ferops.registry.versions import git_commit, version_by_alias
+from ferops.training.tracking import resumed_run
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def register(
     )
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     trained_on = params.data.source
-    with mlflow.start_run(run_id=run["run_id"]):
+    with resumed_run(run["run_id"]):
         preprocessing = Preprocessing.load(model_path.with_suffix(".json"))
         logged = log_pyfunc(
             candidate,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,19 @@ def use_experiment(root: Path, data: DataConfig) -> str:
     )
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+@contextmanager
+def resumed_run(run_id: str) -> Iterator[Any]:
+    """Reopen a training run (evaluate and register add to it) in the experiment that holds
+    it. MLflow refuses to resume a run outside the active experiment, and a process that ran
+    another project's stage first (the Python API, a test session) has set a different one."""
+    import mlflow
+
+    experiment_id = mlflow.MlflowClient().get_run(run_id).info.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    with mlflow.start_run(run_id=run_id) as run:
+        yield run
 
 
 def dataset_digest(directory: Path) -> str:
