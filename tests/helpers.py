@@ -9,13 +9,14 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import mlflow
 import numpy as np
 import yaml
 from PIL import Image
@@ -27,7 +28,6 @@ from ferops.imaging.faces import Box, FaceDetector
 from ferops.kernel.config import TrainConfig
 from ferops.kernel.model_spec import ModelSpec
 from ferops.registry.pyfunc import MAX_IMAGE_BYTES
-from ferops.training.fit import fit, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -210,6 +210,7 @@ def copy_project(dest: Path) -> Path:
 
 def trained_model(faceset, path: Path, epochs: int) -> None:
     from ferops.models.builders import build_model
+    from ferops.training.fit import fit, seed_everything
 
     seed_everything(0)
     model = build_model(ModelSpec(attention="spatial", width=8, depth=3, augment=0.0))
@@ -228,6 +229,7 @@ def trained_model(faceset, path: Path, epochs: int) -> None:
 def register_in(root: Path, params, faceset, trained_on: str | None = None):
     """The register stage on the model at root/model.keras, its training run made up here
     (with `data.source` = `trained_on` logged, as the train stage logs it)."""
+    import mlflow
 
     from ferops.pipeline.register import register
 
@@ -293,10 +295,18 @@ def noise_faces(n: int, seed: int = 0) -> np.ndarray:
 
 
 def bomb() -> str:
-    """A tiny PNG that claims 6,000 x 6,000 pixels."""
-    buffer = io.BytesIO()
-    Image.new("L", (6000, 6000)).save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode()
+    """A tiny PNG that claims 6,000 x 6,000 grey pixels: its header says so, and a decoder that
+    believed it would allocate 36 MB. Written chunk by chunk (encoding the real image took
+    0.24 s at every test collection)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 6000, 6000, 8, 0, 0, 0, 0)  # 8-bit grey, no interlace
+    rows = zlib.compress(b"\x00" * 6001 * 16)  # the first rows; the rest never arrive
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    return base64.b64encode(png).decode()
 
 
 JUNK = {

@@ -10,6 +10,7 @@ from ferops.cli import app
 from ferops.imaging.faces import Box, FaceDetector
 from ferops.inference.video import FaceTracker, run_stream
 from ferops.kernel.errors import DataError
+from tests.helpers import tiny_onnx_classifier
 
 
 def test_the_tracker_keeps_ids_and_smooths():
@@ -66,10 +67,12 @@ def test_faces_are_followed_between_whole_frame_searches_and_new_ones_found_at_t
     assert finder.find(16, empty) == []  # both left: nothing followed into an empty frame
 
 
-def test_unreadable_missing_and_empty_streams_are_clear_errors(tmp_path, keras_model_file):
+def test_unreadable_missing_and_empty_streams_are_clear_errors(tmp_path):
     from ferops.inference.runtime import load_classifier
 
-    classifier = load_classifier(keras_model_file)
+    model = tmp_path / "model.onnx"
+    tiny_onnx_classifier(model)  # the errors come before any face is classified
+    classifier = load_classifier(model)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     with pytest.raises(DataError, match=r"broken\.mp4"):
@@ -78,7 +81,5 @@ def test_unreadable_missing_and_empty_streams_are_clear_errors(tmp_path, keras_m
     with pytest.raises(DataError, match="not found"):
         run_stream(str(tmp_path / "missing.mp4"), FaceDetector(), classifier)
 
-    result = CliRunner().invoke(
-        app, ["stream", "--source", str(broken), "--model", str(keras_model_file)]
-    )
+    result = CliRunner().invoke(app, ["stream", "--source", str(broken), "--model", str(model)])
     assert result.exit_code == 1 and "broken.mp4" in result.output
