@@ -6,6 +6,7 @@ TensorFlow; each heavy part (a stage, export, MLflow) is imported by the command
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -651,6 +652,75 @@ def monitor(
     if words := report.accuracy_words():
         typer.echo(words)
     typer.echo(f"report: {layout.monitoring / 'report.html'}")
+
+
+retrain = typer.Typer(
+    help="Retrain on a schedule: a Prefect flow that judges the served answers, then runs "
+    "`dvc repro` when the data, code or params changed (prefect.yaml deploys the same flow).",
+    no_args_is_help=True,
+)
+app.add_typer(retrain, name="retrain")
+
+#: Mondays at 03:00 UTC: after a weekend's answers and reviews, before the working week.
+RETRAIN_CRON = "0 3 * * 1"
+
+
+@retrain.command("run")
+def retrain_run(
+    context: typer.Context,
+    root: RootOption = Path(),
+    force: Annotated[bool, typer.Option(help="Retrain even when nothing changed.")] = False,
+) -> None:
+    """Retrain once, now; print the outcome as JSON ("Skipped" when nothing changed)."""
+    from ferops.ops.retrain import retrain_flow
+
+    outcome = _retraining(context, lambda: retrain_flow(root=str(root.resolve()), force=force))
+    typer.echo(json.dumps(outcome, indent=2, default=str))
+
+
+@retrain.command("serve")
+def retrain_serve(
+    context: typer.Context,
+    root: RootOption = Path(),
+    cron: Annotated[str, typer.Option(help="Cron schedule (UTC).")] = RETRAIN_CRON,
+    name: Annotated[str, typer.Option(help="Deployment name.")] = "scheduled",
+) -> None:
+    """Serve the flow on a cron schedule until stopped."""
+    from ferops.ops.retrain import retrain_flow
+
+    parameters = {"root": str(root.resolve())}
+    _retraining(context, lambda: retrain_flow.serve(name=name, cron=cron, parameters=parameters))
+
+
+def _retraining(context: typer.Context, action: Callable[[], T]) -> T:
+    """Run the flow; a failure ends in one line naming the stage and cause (with -v, the
+    traceback). The line is printed at exit: Prefect logs its temporary server's stop from an
+    exit handler, and the reason should be the last line."""
+    from ferops.ops.retrain import quiet_console_tracebacks
+
+    verbose = bool(context.find_root().params.get("verbose"))
+    if not verbose:
+        quiet_console_tracebacks()
+    failure: list[str] = []  # registered first, so printed after Prefect's own exit handler
+    atexit.register(lambda: failure and print(failure[0], file=sys.stderr))
+    try:
+        return action()
+    except Exception as exc:
+        if verbose:
+            raise
+        failure.append(f"error: {_one_line(exc)} (-v for the traceback)")
+        raise typer.Exit(code=1) from None
+
+
+def _one_line(exc: Exception) -> str:
+    """What went wrong, in one line: a ferops error's own summary, a Prefect server that did
+    not start, else the exception's type and first line."""
+    if isinstance(exc, FeropsError):
+        return exc.summary
+    if line := server_start_failure(exc):
+        return line
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else ''}"
 
 
 feedback = typer.Typer(help="Reviewed production faces back into the data.", no_args_is_help=True)

@@ -202,16 +202,17 @@ def test_a_failing_stage_fails_the_retrain_loudly_and_keeps_the_champion(first_r
 def test_the_retrain_command_ends_a_failure_with_one_line_naming_stage_and_cause(
     first_run, prefect_api
 ):
-    """`python flows/retrain.py run` on a params typo: no traceback, one line that names the
-    stage and the cause; `-v` shows the traceback."""
+    """`ferops retrain run` on a params typo: no traceback, one line that names the stage and
+    the cause; `ferops -v` shows the traceback. (`flows/retrain.py` runs the same command: the
+    stop test below drives it.)"""
     project, _ = first_run
     params_before = (project / "params.yaml").read_text()
     set_params(project, **{"train.epoch": 3})
-    command = [sys.executable, "flows/retrain.py", "run"]
+    ferops = str(Path(sys.executable).parent / "ferops")
+    env = {"PREFECT_API_URL": prefect_api}
     try:
-        quiet = run(command, project, check=False, env={"PREFECT_API_URL": prefect_api})
-        verbose = run([*command[:2], "-v", "run"], project, check=False,
-                      env={"PREFECT_API_URL": prefect_api})  # fmt: skip
+        quiet = run([ferops, "retrain", "run"], project, check=False, env=env)
+        verbose = run([ferops, "-v", "retrain", "run"], project, check=False, env=env)
     finally:
         (project / "params.yaml").write_text(params_before)
     assert quiet.returncode == 1 and "Traceback" not in quiet.stderr

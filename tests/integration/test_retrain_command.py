@@ -15,7 +15,7 @@ def test_a_temporary_prefect_server_that_does_not_start_is_one_line(tmp_path):
     env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "0"  # no time to start at all
     env["PREFECT_HOME"] = str(tmp_path / "prefect")
     result = subprocess.run(
-        [sys.executable, str(REPO / "flows" / "retrain.py"), "--root", str(tmp_path), "run"],
+        [sys.executable, str(REPO / "flows" / "retrain.py"), "run", "--root", str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -4,6 +4,13 @@
 class FeropsError(Exception):
     """Base for every error ferops raises on purpose; the CLI prints these without a traceback."""
 
+    @property
+    def summary(self) -> str:
+        """The error in one line, for a terminal: the message's first line (a subclass whose
+        message ends in a log says it its own way)."""
+        lines = str(self).strip().splitlines()
+        return lines[0] if lines else type(self).__name__
+
 
 class DataError(FeropsError, ValueError):
     """Input data is unreadable or breaks the data contract."""

@@ -46,8 +46,12 @@ class PipelineFailed(FeropsError):
 
     def __init__(self, message: str, *, summary: str = "", retryable: bool = True) -> None:
         super().__init__(message)
-        self.summary = summary or message.splitlines()[0]
+        self._summary = summary or message.splitlines()[0]
         self.retryable = retryable
+
+    @property
+    def summary(self) -> str:
+        return self._summary
 
 
 def failure_cause(output: str) -> str:
