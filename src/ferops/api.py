@@ -187,19 +187,20 @@ def run_stage(name: str, root: Path | str = ".", **options: Any) -> Any:
 def classifier(
     model: str | Path | None = None,
     *,
-    root: Path | str = ".",
+    root: Path | str | None = None,
     runtime: str = "auto",
     verbose: bool = False,
 ) -> FaceClassifier:
     """A .keras/.onnx/.tflite file or a models:/ URI; None: the champion, else the shipped
-    model. `runtime`: auto (ONNX Runtime when there), onnx, litert or keras. `verbose`: let
-    TensorFlow and MLflow print what they print (quiet by default, as the commands are)."""
+    model. The project is found as EmotionRecognizer finds it (`root`, else the nearest
+    folder with a params.yaml); a file or a shipped model needs none. `runtime`: auto (ONNX
+    Runtime when there), onnx, litert or keras. `verbose`: let TensorFlow and MLflow print
+    what they print (quiet by default, as the commands are)."""
     if not verbose:
         quiet_libraries()
-    layout = Layout(Path(root))
-    params = load_params(layout.params)
     name = None if model is None else str(model)
-    return resolve_classifier(name, layout=layout, register=params.register, runtime=runtime)
+    layout, register = project_for(name, None if root is None else Path(root))
+    return resolve_classifier(name, layout=layout, register=register, runtime=runtime)
 
 
 def emotions_in_photo(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import cv2
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from ferops.api import classifier, emotions_in_photo, run_stage
 from ferops.data.faceset import load_faceset
 from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.errors import DataError
-from tests.helpers import REPO, tiny_onnx_classifier, tiny_params_file
+from tests.helpers import tiny_onnx_classifier, tiny_params_file
 
 
 def test_run_stage_runs_a_stage_on_the_project_s_params(tmp_path):
@@ -24,10 +22,11 @@ def test_run_stage_runs_a_stage_on_the_project_s_params(tmp_path):
         run_stage("trian", root=tmp_path)
 
 
-def test_a_photo_s_emotions_come_from_the_model_file_asked_for(tmp_path):
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+def test_a_photo_s_emotions_come_from_the_model_file_asked_for(tmp_path, monkeypatch):
+    """A model file needs no project: no params.yaml here or above, as EmotionRecognizer."""
+    monkeypatch.chdir(tmp_path)
     tiny_onnx_classifier(tmp_path / "tiny.onnx")
-    model = classifier(tmp_path / "tiny.onnx", root=tmp_path)
+    model = classifier(tmp_path / "tiny.onnx")
     assert model.runtime == "onnx" and model.model == str(tmp_path / "tiny.onnx")
     photo = tmp_path / "face.png"
     cv2.imwrite(str(photo), np.full((60, 80, 3), 90, np.uint8))
@@ -35,7 +34,7 @@ def test_a_photo_s_emotions_come_from_the_model_file_asked_for(tmp_path):
     assert (face.box.w, face.box.h) == (80, 60)
     assert face.probabilities.shape == (7,) and abs(face.probabilities.sum() - 1) < 1e-5
     with pytest.raises(DataError, match="model file not found"):
-        classifier(tmp_path / "missing.onnx", root=tmp_path)
+        classifier(tmp_path / "missing.onnx")
 
 
 def test_emotion_recognizer_reads_paths_arrays_and_pil_images_and_videos(tmp_path, tiny_faceset):

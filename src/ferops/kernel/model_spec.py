@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Names the registry (ferops.models.registry) and the attention blocks
+# Names the builders (ferops.models.builders.MODEL_BUILDERS) and the attention blocks
 # (ferops.models.attention) implement; a test checks the two stay in step.
 MODEL_VARIANTS: tuple[str, ...] = (
     "paper_cnn",

@@ -1,4 +1,4 @@
-"""The model registry: a variant is a name plus hyper-parameters, so Optuna can search it.
+"""The model builders: a variant is a name plus hyper-parameters, so Optuna can search it.
 
 Every model takes uint8 faces of shape (48, 48) and returns seven softmax probabilities;
 rescaling and augmentation live inside the model, so callers never preprocess by hand.

@@ -22,7 +22,6 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.logging.handlers import PrefectConsoleHandler
 from prefect.states import Completed
 
 from ferops.kernel.config import load_params
@@ -76,8 +75,12 @@ class NoConsoleTraceback(logging.Filter):
 
 
 def quiet_console_tracebacks() -> None:
+    """On the root's console handlers: Prefect's own, or the `ferops` command's (which
+    configures logging before Prefect is imported)."""
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
             handler.addFilter(NoConsoleTraceback())
 
 

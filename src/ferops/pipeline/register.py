@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from ferops.kernel.layout import Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.registry.gate import GateDecision, gate
 from ferops.registry.publish import log_pyfunc, register_version, unused_step
-from ferops.registry.versions import git_commit, version_by_alias
+from ferops.registry.versions import version_by_alias
 from ferops.training.tracking import resumed_run
 
 log = logging.getLogger(__name__)
@@ -194,3 +195,13 @@ def version_tags(
         "gate": "promoted" if decision.promote else "refused",
         "champion_version": champion.version if champion else "none",
     }
+
+
+def git_commit(root: Path) -> str:
+    """The project's commit, for the run page's Source ("unknown" outside git)."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
