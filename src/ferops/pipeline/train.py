@@ -107,41 +107,18 @@ def train(
     with sole_owner(state_dir.with_name(f"{state_dir.name}.lock"), str(state_dir)):
         resume_state(state_dir, identity)
         epochs_before = logged_epochs(state_dir)
-
         with _tracking(track, root, params, spec, config, model, faceset, digest, tuned) as run:
-            callbacks = checkpoint_callbacks(state_dir, config.patience)
-            if run is not None:
-                callbacks.append(EpochMetricsToMlflow(run.info.run_id))
-            callbacks.append(LogEpochs(config.epochs))
-            started = time.perf_counter()
-            fit(model, faceset, config, epochs=config.epochs, callbacks=callbacks)
-            seconds = time.perf_counter() - started
-            history = pd.read_csv(state_dir / "history.csv")  # every epoch, resumed runs included
-            history["epoch"] = np.arange(1, len(history) + 1)
+            history, seconds = _fit_resumably(model, faceset, config, state_dir, run)
             best_epoch = keras.models.load_model(state_dir / "best.keras")
             best = float32_copy(best_epoch, spec, params.seed)
-            trained = len(history) - epochs_before  # this process's epochs, not a resumed run's
-            metrics = {
-                "best_val_accuracy": float(history["val_accuracy"].max()),
-                "best_epoch": int(history["val_accuracy"].idxmax()) + 1,
-                "epochs_run": len(history),
-                "parameter_count": model.count_params(),
-            }
-            # Wall-clock figures vary from machine to machine and run to run: MLflow and
-            # run.json keep them; the DVC metrics file holds what the model is, so
-            # `dvc metrics diff` compares models, not machines.
-            timing = {"seconds": round(seconds, 1), "epochs_trained": trained}
-            if trained:  # a run resumed after its last epoch trained none: no speed to report
-                timing["train_images_per_second"] = round(
-                    len(faceset["train"]) * trained / seconds, 1
-                )
+            metrics, timing = _summarise(
+                history, model, len(faceset["train"]), len(history) - epochs_before, seconds
+            )
             preprocessing = Preprocessing.load(processed / PREPROCESSING_FILE)
             write_outputs(best, preprocessing, history, metrics, model_path, report_dir)
-            run_record = {
-                **_log_outputs(
-                    run, metrics | run_timing(timing), precision, model_path, report_dir, root
-                )
-            }
+            run_record = _log_outputs(
+                run, metrics | run_timing(timing), precision, model_path, report_dir, root
+            )
             run_record.update(identity, precision=precision, tuned=tuned, timing=timing)
             write_json(report_dir / "run.json", run_record)
         shutil.rmtree(state_dir, ignore_errors=True)  # finished: the next run starts afresh
@@ -155,6 +132,42 @@ def train(
         return TrainingResult(
             best, history, metrics["best_val_accuracy"], run_record["run_id"], seconds
         )
+
+
+def _fit_resumably(
+    model: keras.Model, faceset: FaceSet, config: TrainConfig, state_dir: Path, run: Any
+) -> tuple[pd.DataFrame, float]:
+    """Fit with the checkpoints that make a stopped run resumable; return the history of
+    every epoch (a resumed run's earlier ones included) and this process's seconds."""
+    callbacks = checkpoint_callbacks(state_dir, config.patience)
+    if run is not None:
+        callbacks.append(EpochMetricsToMlflow(run.info.run_id))
+    callbacks.append(LogEpochs(config.epochs))
+    started = time.perf_counter()
+    fit(model, faceset, config, epochs=config.epochs, callbacks=callbacks)
+    seconds = time.perf_counter() - started
+    history = pd.read_csv(state_dir / "history.csv")
+    history["epoch"] = np.arange(1, len(history) + 1)
+    return history, seconds
+
+
+def _summarise(
+    history: pd.DataFrame, model: keras.Model, train_faces: int, trained: int, seconds: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the model is (DVC's metrics) and how long it took (`trained`: this process's
+    epochs, not a resumed run's). Wall-clock figures vary from machine to machine and run to
+    run: MLflow and run.json keep them; the DVC metrics file holds what the model is, so
+    `dvc metrics diff` compares models, not machines."""
+    metrics = {
+        "best_val_accuracy": float(history["val_accuracy"].max()),
+        "best_epoch": int(history["val_accuracy"].idxmax()) + 1,
+        "epochs_run": len(history),
+        "parameter_count": model.count_params(),
+    }
+    timing: dict[str, Any] = {"seconds": round(seconds, 1), "epochs_trained": trained}
+    if trained:  # a run resumed after its last epoch trained none: no speed to report
+        timing["train_images_per_second"] = round(train_faces * trained / seconds, 1)
+    return metrics, timing
 
 
 def run_timing(timing: dict[str, Any]) -> dict[str, Any]:
