@@ -33,7 +33,7 @@ from ferops.inference.resolve import (
 from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
 from ferops.kernel.config import Params, apply_profile, load_params
-from ferops.kernel.errors import FeropsError
+from ferops.kernel.errors import FeropsError, first_line
 from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout
 from ferops.kernel.local_store import relocate as relocate_store
 from ferops.kernel.moved_venv import VENV
@@ -719,8 +719,7 @@ def _one_line(exc: Exception) -> str:
         return exc.summary
     if line := server_start_failure(exc):
         return line
-    first = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {first[0] if first else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 feedback = typer.Typer(help="Reviewed production faces back into the data.", no_args_is_help=True)

@@ -8,8 +8,7 @@ class FeropsError(Exception):
     def summary(self) -> str:
         """The error in one line, for a terminal: the message's first line (a subclass whose
         message ends in a log says it its own way)."""
-        lines = str(self).strip().splitlines()
-        return lines[0] if lines else type(self).__name__
+        return first_line(self)
 
 
 class DataError(FeropsError, ValueError):
@@ -22,3 +21,9 @@ class ConfigError(FeropsError, ValueError):
 
 class ValidationFailed(FeropsError):
     """A critical Great Expectations expectation failed on the processed data."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line: its first (the type's name when it has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
