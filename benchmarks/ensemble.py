@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ferops.data.faceset import load_faceset
+from ferops.evaluation.metrics import classification_metrics
+from ferops.evaluation.tta import view_probabilities
 from ferops.models.builders import load_model
-from ferops.pipeline.evaluate import classification_metrics, view_probabilities
 
 VIEWS = ("plain", "flip", "flip+shift")
 

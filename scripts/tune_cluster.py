@@ -37,7 +37,8 @@ from ferops.ops.services import (
     stop_group,
     write_secret,
 )
-from ferops.training.search import default_study_name, write_tuning_reports
+from ferops.training.search.reports import write_tuning_reports
+from ferops.training.search.space import default_study_name
 
 
 def main() -> int:

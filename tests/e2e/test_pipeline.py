@@ -352,9 +352,10 @@ def test_stopping_the_flow_or_dvc_mid_train_stops_the_trainer_and_a_rerun_comple
     """SIGTERM to the retrain flow, then to `dvc repro`, while `ferops train` runs: no trainer
     lives on either time; a rerun resumes and finishes, and history, metrics and config agree."""
     project, _ = first_run
-    epochs = 8
-    longer = {"train.epochs": epochs, "train.patience": epochs, "train.use_tuned": False}
-    set_params(project, **longer, **{"model.width": 16})
+    # Only settings the search does not read (search.space.TRIAL_TRAIN_SETTINGS): tune stays
+    # done, and train alone runs, long enough (epochs of about a second) to be stopped twice.
+    epochs = 30
+    set_params(project, **{"train.epochs": epochs, "train.patience": epochs})
     flow = [sys.executable, "flows/retrain.py", "run"]
     stop_mid_train(project, flow, {"PREFECT_API_URL": prefect_api})
     stop_mid_train(project, [str(Path(sys.executable).parent / "dvc"), "repro"], {})

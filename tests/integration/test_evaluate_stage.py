@@ -10,9 +10,7 @@ import pytest
 from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.model_spec import ModelSpec
 from ferops.models.builders import build_model
-from ferops.pipeline.evaluate import (
-    evaluate,
-)
+from ferops.pipeline.evaluate import evaluate
 
 
 def test_evaluate_writes_metrics_attention_sheet_and_logs_to_the_training_run(
@@ -55,7 +53,8 @@ def test_a_model_trained_on_random_crops_is_also_scored_on_ten_crops(tiny_facese
     import numpy as np
 
     from ferops.data.faceset import save_faceset
-    from ferops.pipeline.evaluate import classification_metrics, ten_crops
+    from ferops.evaluation.metrics import classification_metrics
+    from ferops.evaluation.tta import ten_crops
 
     save_faceset(tiny_faceset, tmp_path / "processed")
     reports = tmp_path / "reports"

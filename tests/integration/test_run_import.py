@@ -22,7 +22,7 @@ def test_an_untracked_search_and_training_run_are_imported_once(
 ):
     from ferops.ops.run_import import import_runs, rungs_of
     from ferops.pipeline import train as train_stage
-    from ferops.training.search import untracked_search
+    from ferops.training.search.trials import untracked_search
 
     tiny_profile_file(tmp_path, REPO / "params" / "fer2013-gpu.yaml")
     layout = Layout(tmp_path)

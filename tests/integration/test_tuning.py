@@ -152,7 +152,7 @@ def test_a_crashing_trial_is_marked_failed_and_the_study_goes_on(project, prefec
 
 def test_a_budget_search_trains_every_trial_on_the_same_balanced_subset(project, tiny_faceset):
     from ferops.pipeline.tune import open_search
-    from ferops.training.search import rung_faces
+    from ferops.training.search.rungs import rung_faces
 
     set_params(project, **{"tune.train_fraction": 0.5})
     search = open_search(str(project), None, None, None)
@@ -174,7 +174,8 @@ def test_hyperband_rungs_grow_the_training_share_as_well_as_the_epochs(
     """Rungs at 1, 3 and 9 epochs on 12 %, about a third and all of the faces: each rung's
     faces hold the previous rung's, every class stays in, and a trial trains on them in order."""
     import ferops.training.fit as training
-    from ferops.training.search import rung_ends, rung_faces, train_trial
+    from ferops.training.search.rungs import rung_ends, rung_faces
+    from ferops.training.search.trials import train_trial
 
     set_params(
         project,

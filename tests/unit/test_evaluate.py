@@ -7,11 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from ferops.pipeline.evaluate import (
-    classification_metrics,
-    reliability_table,
-    write_evaluation,
-)
+from ferops.evaluation.calibration import reliability_table
+from ferops.evaluation.metrics import classification_metrics, write_evaluation
 
 
 def confident(labels: np.ndarray, predicted: np.ndarray, confidence: float) -> np.ndarray:
@@ -80,7 +77,7 @@ def test_write_evaluation_produces_every_report(tmp_path):
 
 
 def test_flip_tta_averages_each_face_with_its_mirror_image():
-    from ferops.pipeline.evaluate import tta
+    from ferops.evaluation.tta import tta
 
     class BrightSide:  # says happy when the left half is brighter, sad otherwise
         def predict(self, faces, **kwargs):
@@ -95,7 +92,7 @@ def test_flip_tta_averages_each_face_with_its_mirror_image():
 
 
 def test_shift_tta_moves_faces_two_pixels_each_way_and_repeats_the_edge():
-    from ferops.pipeline.evaluate import TTA_SHIFTS, shifted, tta
+    from ferops.evaluation.tta import TTA_SHIFTS, shifted, tta
 
     faces = np.random.default_rng(0).integers(0, 256, size=(3, 48, 48, 1), dtype=np.uint8)
     right = shifted(faces, 2, 0)
@@ -121,7 +118,7 @@ def test_shift_tta_moves_faces_two_pixels_each_way_and_repeats_the_edge():
 def test_ten_crops_move_the_centre_window_onto_each_corner_and_mirror_them():
     """A random-crop model looks at its centre window; the ten views move the face so that
     window shows each corner window (and the centre), then the same mirrored."""
-    from ferops.pipeline.evaluate import ten_crops
+    from ferops.evaluation.tta import ten_crops
 
     faces = np.random.default_rng(2).integers(0, 256, size=(3, 48, 48), dtype=np.uint8)
     crop, m = 40, 4

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from ferops.kernel.config import TuneConfig, parse_params
-from ferops.training.search import TRIAL_TRAIN_SETTINGS, default_study_name, rung_ends
+from ferops.training.search.rungs import rung_ends
+from ferops.training.search.space import TRIAL_TRAIN_SETTINGS, default_study_name
 from tests.helpers import REPO
 
 

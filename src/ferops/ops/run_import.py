@@ -24,17 +24,13 @@ from ferops.kernel.config import Params
 from ferops.kernel.errors import ConfigError
 from ferops.kernel.files import write_json
 from ferops.kernel.layout import Layout, recorded_uri
-from ferops.training.search import (
-    TRIAL_HISTORY,
-    best_candidate,
-    open_storage,
-    resolve_storage,
-    write_tuning_reports,
-)
+from ferops.pipeline.tune import publish_study
+from ferops.training.search.reports import best_candidate
+from ferops.training.search.storage import open_storage, resolve_storage
+from ferops.training.search.trials import TRIAL_HISTORY
 from ferops.training.tracking import (
     dataset_digest,
     flatten,
-    log_study_summary,
     trial_run_tags,
     use_experiment,
 )
@@ -92,22 +88,20 @@ def _import_search(params: Params, layout: Layout, experiment_id: str) -> str:
             "ferops.imported": "true",
         },
     )
-    space = flatten({"space": dataclasses.asdict(params.tune.space)})
     settings = {k: v for k, v in dataclasses.asdict(params.tune).items() if k != "space"}
-    for key, value in {**flatten({"tune": settings}), **space}.items():
+    for key, value in flatten({"tune": settings}).items():
         client.log_param(parent.info.run_id, key, value)
     for trial in study.trials:
         _trial_run(client, experiment_id, parent.info.run_id, study_name, trial, history)
     with mlflow.start_run(run_id=parent.info.run_id):
-        log_study_summary(summary)
-        write_tuning_reports(
+        publish_study(
             study,
-            layout.tuning,
+            layout,
+            params,
             summary["storage"],
             seconds=summary["seconds"],
             rungs=rungs_of(history),
         )
-        mlflow.log_artifacts(str(layout.tuning), "tuning")
     client.set_terminated(parent.info.run_id, "FINISHED")
     return f"imported study {study_name}: {len(study.trials)} trials, copied to {target}"
 

@@ -1,4 +1,6 @@
-"""Evaluation on the test split: metrics, confusion matrix, calibration, attention maps.
+"""The evaluate stage: the trained model on the test split (metrics, confusion matrix,
+calibration, TTA and attention maps, computed by `ferops.evaluation`) and the reference the
+monitor compares served answers with.
 
 Everything lands in reports/ (metrics.json is the DVC metric; evaluation/ holds the tables and
 figures) and is logged to the training run in MLflow.
@@ -16,106 +18,22 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
 from ferops.data.faceset import PRODUCTION, Split, load_faceset
+from ferops.evaluation import figures
+from ferops.evaluation.metrics import HEADLINE, classification_metrics, write_evaluation
+from ferops.evaluation.tta import ten_crops, view_probabilities
 from ferops.kernel.config import Params
-from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES, answer_columns
+from ferops.kernel.emotions import EMOTIONS, answer_columns
 from ferops.kernel.errors import DataError
 from ferops.kernel.files import replace_dir, write_json
 from ferops.kernel.layout import REFERENCE_FILE, Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.models.jitter import training_crop
-from ferops.monitoring.estimate import CALIBRATION_BINS, calibration_bins
 from ferops.prediction_log.statistics import face_statistics
-from ferops.training import figures
 from ferops.training.tracking import resumed_run
 
 log = logging.getLogger(__name__)
-
-HEADLINE = ("accuracy", "macro_f1", "expected_calibration_error")
-
-
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """Accuracy, macro and weighted precision/recall/F1, per-class figures and calibration."""
-    predicted = probabilities.argmax(axis=1)
-    everyone = list(range(NUM_CLASSES))
-    metrics: dict[str, Any] = {
-        "accuracy": float(np.mean(predicted == labels)),
-        "n_images": len(labels),
-    }
-    for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(
-            labels, predicted, labels=everyone, average=average, zero_division=0
-        )
-        metrics |= {
-            f"{average}_precision": float(p),
-            f"{average}_recall": float(r),
-            f"{average}_f1": float(f),
-        }
-    p, r, f, support = precision_recall_fscore_support(
-        labels, predicted, labels=everyone, zero_division=0
-    )
-    metrics["per_class"] = {
-        EMOTIONS[c]: {
-            "precision": float(p[c]),
-            "recall": float(r[c]),
-            "f1": float(f[c]),
-            "support": int(support[c]),
-        }
-        for c in everyone
-    }
-    metrics["expected_calibration_error"] = float(
-        reliability_table(labels, probabilities)["gap_weighted"].sum()
-    )
-    return metrics
-
-
-def reliability_table(
-    labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS
-) -> pd.DataFrame:
-    """The model's calibration on these faces (ferops.monitoring.estimate.calibration_bins)."""
-    return calibration_bins(probabilities.max(axis=1), probabilities.argmax(axis=1) == labels, bins)
-
-
-def write_evaluation(
-    labels: np.ndarray, probabilities: np.ndarray, sources: list[str], out_dir: Path
-) -> dict[str, Any]:
-    """Write tables and figures for a set of predictions into `out_dir`; return the metrics."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = classification_metrics(labels, probabilities)
-    predicted = probabilities.argmax(axis=1)
-    counts = confusion_matrix(labels, predicted, labels=list(range(NUM_CLASSES)))
-    normalised = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    pd.DataFrame(counts, index=EMOTIONS, columns=EMOTIONS).to_csv(out_dir / "confusion_counts.csv")
-    pd.DataFrame(normalised, index=EMOTIONS, columns=EMOTIONS).round(4).to_csv(
-        out_dir / "confusion_normalised.csv"
-    )
-    pd.DataFrame(
-        {
-            "source": sources,
-            "actual": [EMOTIONS[y] for y in labels],
-            "predicted": [EMOTIONS[y] for y in predicted],
-            "confidence": probabilities.max(axis=1).round(4),
-        }
-    ).to_csv(out_dir / "predictions.csv", index=False)
-    report = classification_report(
-        labels,
-        predicted,
-        labels=list(range(NUM_CLASSES)),
-        target_names=list(EMOTIONS),
-        digits=4,
-        zero_division=0,
-    )
-    (out_dir / "classification_report.txt").write_text(report)
-    per_class = pd.DataFrame(metrics["per_class"]).T.rename_axis("emotion")
-    per_class.to_csv(out_dir / "per_class.csv")
-    table = reliability_table(labels, probabilities)
-    table.to_csv(out_dir / "reliability.csv", index=False)
-    figures.confusion(counts, normalised, out_dir / "confusion_matrix.png")
-    figures.reliability(table, metrics["expected_calibration_error"], out_dir / "reliability.png")
-    figures.per_class(per_class, out_dir / "per_class.png")
-    return metrics
 
 
 def reference(test: Split, probabilities: np.ndarray, interim: Path | None) -> pd.DataFrame:
@@ -234,45 +152,6 @@ def production_slice(model: Any, production: Split | None) -> dict[str, Any]:
         "production_accuracy": round(float((answers == production.y).mean()), 4),
         "production_faces": len(production),
     }
-
-
-TTA_SHIFTS = ((2, 0), (-2, 0), (0, 2), (0, -2))  # (dx, dy) in pixels
-
-
-def tta(
-    model: Any, faces: np.ndarray, probabilities: np.ndarray, *, shifts: bool = False
-) -> np.ndarray:
-    """Mean probabilities over each face and its horizontal mirror (faces are near-symmetric)
-    and, with `shifts`, the face moved 2 px each way: the views training augmentation taught
-    the model to expect. `probabilities` are the model's on the faces as they are."""
-    return np.mean([probabilities, *view_probabilities(model, faces, shifts=shifts)], axis=0)
-
-
-def view_probabilities(model: Any, faces: np.ndarray, *, shifts: bool) -> list[np.ndarray]:
-    """The model's probabilities on the mirror images, then (with `shifts`) on each shift."""
-    views = [faces[:, :, ::-1]]
-    if shifts:
-        views += [shifted(faces, dx, dy) for dx, dy in TTA_SHIFTS]
-    return [model.predict(np.ascontiguousarray(v), batch_size=256, verbose=0) for v in views]
-
-
-def ten_crops(faces: np.ndarray, crop: int) -> list[np.ndarray]:
-    """Ten views of `faces` for a model trained on random crop x crop windows: moved so that
-    the window it looks at (the centre one) covers each corner in turn, as they are, then
-    mirrored. The classic ten-crop test (Krizhevsky et al., 2012), the input kept whole."""
-    m = (faces.shape[1] - crop) // 2  # how far the centre window is from each edge
-    moves = [(0, 0), (m, m), (-m, m), (m, -m), (-m, -m)]
-    views = [faces if (dx, dy) == (0, 0) else shifted(faces, dx, dy) for dx, dy in moves]
-    return [np.ascontiguousarray(v) for v in views + [v[:, :, ::-1] for v in views]]
-
-
-def shifted(faces: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    """Faces (N, H, W[, 1]) moved dx px right and dy px down; edge pixels fill the gap."""
-    pad = max(abs(dx), abs(dy))
-    widths = [(0, 0), (pad, pad), (pad, pad)] + [(0, 0)] * (faces.ndim - 3)
-    padded = np.pad(faces, widths, mode="edge")
-    height, width = faces.shape[1:3]
-    return padded[:, pad - dy : pad - dy + height, pad - dx : pad - dx + width]
 
 
 def _log_to_training_run(

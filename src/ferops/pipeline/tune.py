@@ -1,11 +1,10 @@
 """Hyper-parameter search as Prefect flows, every trial a nested MLflow run.
 
-The search itself (candidates, study, pruner, trial loop, reports) is
-`ferops.training.search`; this
-module adds the orchestration and tracking around it. The study lives in `tune.storage` (SQLite
-by default, PostgreSQL for many workers), so running the flow again resumes it: only the trials
-still missing are run. `tune_worker_flow` is the same loop for many processes (on one machine
-or many) sharing one PostgreSQL study and one MLflow server.
+The search itself (candidates, study, pruner, trial loop, reports) is the package
+`ferops.training.search`; this module adds the orchestration and tracking around it. The study
+lives in `tune.storage` (SQLite by default, PostgreSQL for many workers), so running the flow
+again resumes it: only the trials still missing are run. `tune_worker_flow` is the same loop for
+many processes (on one machine or many) sharing one PostgreSQL study and one MLflow server.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import mlflow
@@ -24,18 +24,15 @@ from prefect.cache_policies import NO_CACHE
 from ferops.data.faceset import FaceSet
 from ferops.kernel.config import Params
 from ferops.kernel.layout import Layout
-from ferops.training.search import (
+from ferops.training.search.reports import best_candidate, write_tuning_reports
+from ferops.training.search.space import default_study_name, suggest
+from ferops.training.search.storage import study_lock, worker_name
+from ferops.training.search.trials import (
     Search,
     TrialOutcome,
-    best_candidate,
-    default_study_name,
     open_search,
-    study_lock,
-    suggest,
     train_trial,
     untracked_search,
-    worker_name,
-    write_tuning_reports,
 )
 from ferops.training.tracking import (
     EpochMetricsToMlflow,
@@ -45,7 +42,15 @@ from ferops.training.tracking import (
     use_experiment,
 )
 
-__all__ = ["default_study_name", "run", "run_trial", "suggest", "tune_flow", "tune_worker_flow"]
+__all__ = [
+    "default_study_name",
+    "publish_study",
+    "run",
+    "run_trial",
+    "suggest",
+    "tune_flow",
+    "tune_worker_flow",
+]
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +158,34 @@ def tune_flow(
     started = time.perf_counter()
     with mlflow.start_run(run_id=parent_id):
         search.run_trials(worker_name(), tracked_runner(search, experiment_id, parent_id))
-        summary = write_tuning_reports(
+        return publish_study(
             search.study,
-            search.layout.tuning,
+            search.layout,
+            search.params,
             storage or search.params.tune.storage,
             seconds=time.perf_counter() - started,
             rungs=search.rungs(),
         )
-        log_study_summary(summary)
-        log_search_space(search.params.tune.space, best_candidate(search.study.best_trial))
-        mlflow.log_artifacts(str(search.layout.tuning), "tuning")
+
+
+def publish_study(
+    study: optuna.Study,
+    layout: Layout,
+    params: Params,
+    storage_label: str,
+    *,
+    seconds: float,
+    rungs: Sequence[tuple[int, int]],
+) -> dict[str, Any]:
+    """Write the study's reports and log them to the active parent run: the outcome as
+    metrics, the space and the winner, reports/tuning/ as artifacts. The tune flow and
+    `ferops import-runs` both end a search here, so a live and an imported study read alike."""
+    summary = write_tuning_reports(
+        study, layout.tuning, storage_label, seconds=seconds, rungs=rungs
+    )
+    log_study_summary(summary)
+    log_search_space(params.tune.space, best_candidate(study.best_trial))
+    mlflow.log_artifacts(str(layout.tuning), "tuning")
     return summary
 
 

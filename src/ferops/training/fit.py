@@ -1,6 +1,6 @@
 """Fitting a model: optimiser and schedule, class weights, the tuned settings, resumable state.
 
-The train stage (ferops.pipeline.train) and every search trial (ferops.training.search) fit
+The train stage (ferops.pipeline.train) and every search trial (ferops.training.search.trials) fit
 through `fit`, so a trial trains exactly as the final model will."""
 
 from __future__ import annotations
