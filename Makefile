@@ -25,7 +25,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@# Offline copies of the scripts DVC's plots page and the Data Docs load from CDNs (npm
 	@# registry, pinned, sha512-checked); without network the pages keep their CDN links.
-	$(BIN)/python -m ferops.kernel.web_assets
+	$(BIN)/python -m ferops.install.web_assets
 	$(BIN)/dvc config --local plots.html_template $(BIN)/../share/ferops/web/dvc-plots.html
 	touch $@
 

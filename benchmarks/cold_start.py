@@ -38,12 +38,12 @@ def prepare(work: Path) -> tuple[Path, Path]:
     from ferops.data.synthetic import balanced_labels, generate_faces
     from ferops.inference.export import export_model
     from ferops.inference.runtime import load_keras
-    from ferops.models import shipped
+    from ferops.models.shipped import ACCURATE
 
     labels = balanced_labels(2, rng=np.random.default_rng(0))
     faces = generate_faces(labels, rng=np.random.default_rng(0), difficulty=1.0)
     onnx = work / "model.onnx"
-    export_model(load_keras(shipped.MODEL_FILE), "onnx", onnx, faces, shipped.preprocessing())
+    export_model(load_keras(ACCURATE.verified()), "onnx", onnx, faces, ACCURATE.preprocessing())
     face = work / "face.png"
     cv2.imwrite(str(face), cv2.resize(faces[0], (96, 96)))
     return onnx, face

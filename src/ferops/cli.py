@@ -23,21 +23,16 @@ import typer
 from ferops import __version__
 from ferops.imaging.faces import FaceDetector
 from ferops.inference.photos import analyse, analyse_whole, draw, photo_paths, read_photo
-from ferops.inference.resolve import (
-    SYNTHETIC,
-    project_for,
-    registered_version,
-    resolve_classifier,
-    resolve_model,
-)
+from ferops.inference.registered import registered_version
+from ferops.inference.resolve import SYNTHETIC, project_for, resolve_classifier, resolve_model
 from ferops.inference.runtime import FaceClassifier
 from ferops.inference.video import run_stream
+from ferops.install.moved_store import relocate as relocate_store
+from ferops.install.moved_venv import VENV
+from ferops.install.moved_venv import repair as repair_venv
 from ferops.kernel.config import Params, apply_profile, load_params
 from ferops.kernel.errors import FeropsError, first_line
 from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout
-from ferops.kernel.local_store import relocate as relocate_store
-from ferops.kernel.moved_venv import VENV
-from ferops.kernel.moved_venv import repair as repair_venv
 from ferops.kernel.process import die_with_parent
 from ferops.kernel.quiet import import_tensorflow_quietly, quiet_libraries
 from ferops.ops.prefect_setup import prefect_defaults, server_start_failure

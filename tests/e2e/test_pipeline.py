@@ -245,7 +245,7 @@ def test_dvc_push_then_pull_restores_the_outputs_in_a_fresh_clone(first_run, tmp
 
 
 def test_dvc_plots_draw_each_figure_once_in_fer_order_and_offline(first_run, tmp_path):
-    from ferops.kernel.web_assets import default_dir
+    from ferops.install.web_assets import default_dir
 
     project, _ = first_run
     template = default_dir() / "dvc-plots.html"

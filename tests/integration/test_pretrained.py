@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from ferops.cli import app
 from ferops.data.scenes import paste, scene
-from ferops.models import shipped as pretrained
+from ferops.models.shipped import REGISTERED_NAME
 from tests.helpers import REPO, detectable, run
 
 
@@ -39,9 +39,9 @@ def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset
 
     imported = runner.invoke(app, ["registry", "import-pretrained", "--root", str(tmp_path)])
     assert imported.exit_code == 0, imported.output
-    version = MlflowClient().get_model_version_by_alias(pretrained.MODEL_NAME, "champion")
+    version = MlflowClient().get_model_version_by_alias(REGISTERED_NAME, "champion")
     assert str(version.version) == "1" and "Model card" in version.description
-    registered = predict("--model", f"models:/{pretrained.MODEL_NAME}@champion")
+    registered = predict("--model", f"models:/{REGISTERED_NAME}@champion")
     assert registered[0]["emotion"] == fallback[0]["emotion"]
     assert abs(registered[0]["confidence"] - fallback[0]["confidence"]) < 1e-3  # ONNX vs Keras
 
@@ -56,7 +56,7 @@ def test_predict_falls_back_to_it_and_import_registers_it(tmp_path, tiny_faceset
     box = FaceDetector().detect(grey)[0]
     assert (box.x, box.y, box.w, box.h) == (record["x"], record["y"], record["w"], record["h"])
     face = crop_face(grey, box)
-    served = mlflow.pyfunc.load_model(f"models:/{pretrained.MODEL_NAME}@champion")
+    served = mlflow.pyfunc.load_model(f"models:/{REGISTERED_NAME}@champion")
     answer = served.predict(pd.DataFrame({"pixels": [" ".join(map(str, face.ravel()))]}))
     assert answer["emotion"][0] == record["emotion"]
     assert abs(answer["p_happy"][0] - record["p_happy"]) < 1e-3

@@ -89,7 +89,7 @@ def test_a_model_file_changed_after_registration_is_refused_everywhere_it_is_loa
     import mlflow
 
     from ferops.data.faceset import save_faceset
-    from ferops.inference.resolve import registered_files
+    from ferops.inference.registered import registered_files
     from ferops.kernel.integrity import ModelFileChanged, sha256_file
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

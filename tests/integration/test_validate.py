@@ -6,9 +6,9 @@ import re
 import pytest
 
 from ferops.data.faceset import save_faceset
+from ferops.install.web_assets import default_dir
 from ferops.kernel.config import ValidateConfig
 from ferops.kernel.errors import ValidationFailed
-from ferops.kernel.web_assets import default_dir
 from ferops.pipeline.validate import face_statistics, run_suite, validate
 from tests.helpers import copy_faceset
 

@@ -6,18 +6,18 @@ from __future__ import annotations
 import numpy as np
 
 from ferops.inference.runtime import load_classifier
-from ferops.models import shipped as pretrained
+from ferops.models.shipped import ACCURATE, FAST, MODEL_CARD
 
 
 def test_the_shipped_model_is_the_card_s_and_answers_with_probabilities(tiny_faceset):
-    classifier = load_classifier(pretrained.verified_model_file())
+    classifier = load_classifier(ACCURATE.verified())
     assert classifier.preprocessing.contrast == "clahe"  # from the sidecar, as trained
     faces = tiny_faceset["test"].x[:8]
     probabilities = classifier.probabilities(faces)
     assert probabilities.shape == (8, 7)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(probabilities, classifier.probabilities(faces))  # no dropout
-    assert (pretrained.FOLDER / "MODEL_CARD.md").read_text().count(pretrained.SHA256) == 1
+    assert MODEL_CARD.read_text().count(ACCURATE.sha256) == 1
 
 
 def test_it_reads_the_synthetic_faces_expressions_it_never_saw():
@@ -30,7 +30,7 @@ def test_it_reads_the_synthetic_faces_expressions_it_never_saw():
     rng = np.random.default_rng(0)
     labels = balanced_labels(30, rng=rng)
     faces = generate_faces(labels, rng=rng)
-    probabilities = load_classifier(pretrained.verified_model_file()).probabilities(faces)
+    probabilities = load_classifier(ACCURATE.verified()).probabilities(faces)
     happy, surprise, neutral = (EMOTIONS.index(e) for e in ("happy", "surprise", "neutral"))
     said = probabilities.argmax(axis=1)
     assert np.mean(said[labels == surprise] == surprise) > 0.8  # chance: 1/7
@@ -47,7 +47,7 @@ def test_the_fast_model_is_the_card_s_int8_onnx_file_and_answers_like_the_accura
     from ferops.inference.runtime import open_classifier
 
     files = resolve_model("fast", layout=None, register=None)
-    assert files.onnx == pretrained.verified_fast_model_file() and files.keras is None
+    assert files.onnx == FAST.verified() and files.keras is None
     fast = open_classifier(files)
     assert fast.runtime == "onnx" and fast.preprocessing.contrast == "clahe"
     nodes = {node.op_type for node in onnx.load(files.onnx).graph.node}
@@ -55,5 +55,5 @@ def test_the_fast_model_is_the_card_s_int8_onnx_file_and_answers_like_the_accura
     faces = tiny_faceset["test"].x[:8]
     probabilities = fast.probabilities(faces)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-3)
-    card = (pretrained.FOLDER / "MODEL_CARD.md").read_text()
-    assert card.count(pretrained.FAST_SHA256) == 1
+    card = MODEL_CARD.read_text()
+    assert card.count(FAST.sha256) == 1

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from ferops.install.moved_store import LOCATION_COLUMNS, relocate
 from ferops.kernel.layout import tracking_uri
-from ferops.kernel.local_store import LOCATION_COLUMNS, StoreMoved, relocate
+from ferops.kernel.local_store import StoreMoved
 
 
 def test_a_copied_store_is_refused_then_relocated_to_the_copy(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from ferops.kernel.web_assets import (
+from ferops.install.web_assets import (
     PACKAGES,
     VENDOR_DIR,
     local_file,

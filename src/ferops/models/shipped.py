@@ -1,14 +1,16 @@
-"""The pretrained FER2013 models shipped inside the package (see pretrained/MODEL_CARD.md).
+"""The FER2013 models shipped inside the package (see pretrained/MODEL_CARD.md), one
+`ShippedModel` record each.
 
-The accurate one (a residual attention CNN, Keras, with its float32 ONNX export beside it, so
-answering needs no TensorFlow): `ferops registry import-pretrained` registers it; `predict`,
-`stream` and `export` fall back to it when the registry has no champion, so real photos get
-real emotions before anyone has trained anything. The fast one
-(a plain CNN, int8 ONNX): `--model fast`, for video and small machines.
+`ACCURATE` (a residual attention CNN, Keras, with its float32 ONNX export beside it, so
+answering needs no TensorFlow): `ferops registry import-pretrained` registers it as
+`fer2013-pretrained`; `predict`, `stream` and `export` fall back to it when the registry has no
+champion, so real photos get real emotions before anyone has trained anything. `FAST` (a plain
+CNN, int8 ONNX): `--model fast`, for video and small machines.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ferops.imaging.contrast import Preprocessing
@@ -16,48 +18,68 @@ from ferops.kernel.errors import DataError
 from ferops.kernel.integrity import sha256_file
 
 FOLDER = Path(__file__).parent / "pretrained"
-MODEL_FILE = FOLDER / "fer2013_res_attention_cnn.keras"
 MODEL_CARD = FOLDER / "MODEL_CARD.md"
-MODEL_NAME = "fer2013-pretrained"
-SHA256 = "09fadf6aee66faf20c615071ad8d3b4b89f823301b6b19f7ee84d1bb36b9a6d1"
-# Measured by `ferops evaluate` on FER2013 PrivateTest (MODEL_CARD.md).
-TEST_METRICS = {
-    "accuracy": 0.6677,
-    "macro_f1": 0.6263,
-    "accuracy_tta_flip": 0.6702,
-    "accuracy_tta_flip_shift": 0.6755,
-}
+REGISTERED_NAME = "fer2013-pretrained"  # the accurate model's name in the MLflow registry
 
 
-# `ferops export … --format onnx` of MODEL_FILE: 1.4e-06 at most from Keras, every clear answer
-# kept; ONNX Runtime runs it (2.3x Keras' speed a face) and TensorFlow is never imported.
-ONNX_FILE = MODEL_FILE.with_suffix(".onnx")
-ONNX_SHA256 = "ad044b60b31eaa95067a3715158182308c81a7a56d41eb5462be71d8faf83e59"
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model file in the package, the digest the model card gives for it, and what it
+    scored on FER2013 PrivateTest (MODEL_CARD.md)."""
+
+    name: str  # what `--model` and EmotionRecognizer(...) take
+    title: str  # how an answer names it
+    file: Path  # .keras, or the .onnx that answers
+    sha256: str
+    test_metrics: dict[str, float]
+    onnx_export: Path | None = None  # ONNX beside a Keras file: what answers by default
+    onnx_sha256: str = ""
+    trained_on: str = "fer2013"
+
+    def verified(self) -> Path:
+        """The file, after checking it is the one the model card describes."""
+        return _verified(self.file, self.sha256)
+
+    def verified_onnx(self) -> Path | None:
+        """The ONNX file that answers: the export beside a Keras file, or the file itself."""
+        if self.onnx_export is not None:
+            return _verified(self.onnx_export, self.onnx_sha256)
+        return self.verified() if self.file.suffix == ".onnx" else None
+
+    def preprocessing(self) -> Preprocessing:
+        """The contrast normalisation it was trained with (the sidecar beside its file)."""
+        return Preprocessing.load(self.file.with_suffix(".json"))
 
 
-def preprocessing() -> Preprocessing:
-    return Preprocessing.load(MODEL_FILE.with_suffix(".json"))
+ACCURATE = ShippedModel(
+    name="shipped",
+    title="the shipped FER2013 model",
+    file=FOLDER / "fer2013_res_attention_cnn.keras",
+    sha256="09fadf6aee66faf20c615071ad8d3b4b89f823301b6b19f7ee84d1bb36b9a6d1",
+    # Measured by `ferops evaluate` on FER2013 PrivateTest.
+    test_metrics={
+        "accuracy": 0.6677,
+        "macro_f1": 0.6263,
+        "accuracy_tta_flip": 0.6702,
+        "accuracy_tta_flip_shift": 0.6755,
+    },
+    # `ferops export … --format onnx` of the Keras file: 1.4e-06 at most from Keras, every
+    # clear answer kept; ONNX Runtime runs it (2.3x Keras' speed a face), no TensorFlow.
+    onnx_export=FOLDER / "fer2013_res_attention_cnn.onnx",
+    onnx_sha256="ad044b60b31eaa95067a3715158182308c81a7a56d41eb5462be71d8faf83e59",
+)
 
+FAST = ShippedModel(
+    name="fast",
+    title="the shipped fast FER2013 model",
+    file=FOLDER / "fer2013_fast_cnn_int8.onnx",
+    sha256="1f53a231bdb8549b95985c1dc8bdfa2ca2deb846dc8b7a670d744579c2fd84b6",
+    # The int8 file on FER2013 PrivateTest after de-duplication (3,572 faces).
+    test_metrics={"accuracy": 0.6523, "macro_f1": 0.5742},
+)
 
-FAST_MODEL_FILE = FOLDER / "fer2013_fast_cnn_int8.onnx"
-FAST_SHA256 = "1f53a231bdb8549b95985c1dc8bdfa2ca2deb846dc8b7a670d744579c2fd84b6"
-# The int8 file on FER2013 PrivateTest after de-duplication (3,572 faces; MODEL_CARD.md).
-FAST_TEST_METRICS = {"accuracy": 0.6523, "macro_f1": 0.5742}
-
-
-def verified_model_file() -> Path:
-    """The shipped file, after checking it is the one the model card describes."""
-    return _verified(MODEL_FILE, SHA256)
-
-
-def verified_onnx_file() -> Path:
-    """The accurate model's ONNX export, checked like the model itself."""
-    return _verified(ONNX_FILE, ONNX_SHA256)
-
-
-def verified_fast_model_file() -> Path:
-    """The fast model's file, after checking it is the one the model card describes."""
-    return _verified(FAST_MODEL_FILE, FAST_SHA256)
+#: The names `--model` takes besides files and models:/ URIs.
+SHIPPED = {model.name: model for model in (ACCURATE, FAST)}
 
 
 def _verified(path: Path, expected: str) -> Path:

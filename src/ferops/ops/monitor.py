@@ -17,7 +17,7 @@ import pandas as pd
 
 from ferops.feedback.review import reviewed_labels
 from ferops.inference.answers import log_settings
-from ferops.inference.resolve import RegisteredVersion, registered_version
+from ferops.inference.registered import RegisteredVersion, registered_version
 from ferops.kernel.config import Params
 from ferops.kernel.errors import DataError
 from ferops.kernel.files import atomic_path, write_json

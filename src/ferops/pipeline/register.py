@@ -21,7 +21,8 @@ from mlflow.entities.model_registry import ModelVersion
 
 from ferops.data.faceset import Split, load_faceset
 from ferops.imaging.contrast import Preprocessing
-from ferops.inference.resolve import SYNTHETIC, registered_files
+from ferops.inference.registered import registered_files, version_by_alias
+from ferops.inference.resolve import SYNTHETIC
 from ferops.inference.runtime import open_classifier
 from ferops.kernel.config import CHALLENGER, CHAMPION, Params, RegisterConfig, alias_uri
 from ferops.kernel.files import write_json
@@ -30,7 +31,6 @@ from ferops.kernel.layout import Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.registry.gate import GateDecision, gate
 from ferops.registry.publish import log_pyfunc, register_version, unused_step
-from ferops.registry.versions import version_by_alias
 from ferops.training.tracking import resumed_run
 
 log = logging.getLogger(__name__)

@@ -28,12 +28,12 @@ from great_expectations.expectations.metadata_types import FailureSeverity
 from great_expectations.expectations.row_conditions import Column
 
 from ferops.data.faceset import FaceSet, face_sha1, load_faceset
+from ferops.install.web_assets import localise_pages
 from ferops.kernel.config import SPLITS, Params, ValidateConfig
 from ferops.kernel.emotions import EMOTIONS, NUM_CLASSES
 from ferops.kernel.errors import ValidationFailed
 from ferops.kernel.files import replace_dir, write_json
 from ferops.kernel.layout import Layout
-from ferops.kernel.web_assets import localise_pages
 
 log = logging.getLogger(__name__)
 

@@ -276,7 +276,7 @@ def write_plots_template(path: Path, assets: Path | None = None) -> bool:
 
 
 def main() -> None:
-    """`python -m ferops.kernel.web_assets`: fetch the copies and write the plots template."""
+    """`python -m ferops.install.web_assets`: fetch the copies and write the plots template."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dest = default_dir()
     try:
