@@ -34,7 +34,7 @@ VARIANTS = {
     "attention spatial w24 d3": ModelSpec(attention="spatial", width=24),
     "attention cbam w32 d3": ModelSpec(attention="cbam", width=32),
     "res cbam w32 d4": ModelSpec(  # the FER2013 profile's model (params/fer2013.yaml)
-        variant="res_attention_cnn", attention="cbam", width=32, depth=4, augment=0.0
+        variant="res_attention_cnn", attention="cbam", width=32, depth=4, layer_augment=0.0
     ),
 }
 

@@ -51,7 +51,7 @@ def keras_model_file(tmp_path_factory, tiny_faceset) -> Path:
     from ferops.training.fit import fit, seed_everything
 
     seed_everything(0)
-    model = build_model(ModelSpec(attention="cbam", width=8, depth=2, augment=0.5))
+    model = build_model(ModelSpec(attention="cbam", width=8, depth=2, layer_augment=0.5))
     fit(model, tiny_faceset, TrainConfig(batch_size=32), epochs=1, callbacks=[])
     path = tmp_path_factory.mktemp("model") / "model.keras"
     model.save(path)

@@ -213,7 +213,7 @@ def trained_model(faceset, path: Path, epochs: int) -> None:
     from ferops.training.fit import fit, seed_everything
 
     seed_everything(0)
-    model = build_model(ModelSpec(attention="spatial", width=8, depth=3, augment=0.0))
+    model = build_model(ModelSpec(attention="spatial", width=8, depth=3, layer_augment=0.0))
     if epochs:
         fit(
             model,

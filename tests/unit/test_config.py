@@ -88,7 +88,8 @@ def test_bad_model_training_or_search_config_is_refused_before_training(raw, key
 def test_the_fer2013_profile_is_a_valid_params_file():
     profile = load_params(REPO / "params" / "fer2013.yaml")
     assert profile.data.source == "image-folder" and profile.model.variant == "res_attention_cnn"
-    assert profile.train.ema and profile.train.augment == 1.0 and profile.model.augment == 0.0
+    assert profile.train.ema and profile.train.batch_augment == 1.0
+    assert profile.model.layer_augment == 0.0
     assert profile.train.precision == "auto"  # bfloat16 only where it is faster
 
 
@@ -98,7 +99,7 @@ def test_the_gpu_profile_searches_the_full_resolution_family_and_trains_the_winn
     assert set(profile.tune.space.variant) == {"vgg_attention_cnn", "res_attention_cnn"}
     assert set(profile.tune.space.optimizer) == {"adamw", "sgd"}
     assert False in profile.tune.space.stem_pool  # full 48x48 first stages are candidates
-    assert profile.preprocess.contrast == "none" and profile.train.augment == 0.0
+    assert profile.preprocess.contrast == "none" and profile.train.batch_augment == 0.0
     assert profile.model.jitter > 0  # augmentation inside the model, on the GPU
     assert profile.tune.storage.startswith("journal:")
 
@@ -117,6 +118,24 @@ def test_the_gpu_profile_searches_the_full_resolution_family_and_trains_the_winn
 def test_a_typo_in_a_key_is_refused_naming_the_key_it_resembles(raw, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("model.augment", "model.layer_augment"), ("train.augment", "train.batch_augment")],
+)
+def test_a_renamed_key_is_refused_naming_its_new_name(old, new, tmp_path):
+    """A params file (or a profile) from before the rename fails at once, saying what to write."""
+    section, key = old.split(".")
+    with pytest.raises(ConfigError, match=re.escape(f"{old} is now {new}")):
+        parse_params({section: {key: 0.5}})
+    profile = tmp_path / "old-profile.yaml"
+    profile.write_text(f"{section}:\n  {key}: 0.5\n")
+    before = (REPO / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(before)
+    with pytest.raises(ConfigError, match=re.escape(f"{old} is now {new}")):
+        apply_profile(tmp_path / "params.yaml", profile)
+    assert (tmp_path / "params.yaml").read_text() == before
 
 
 def test_every_default_lives_in_the_dataclasses():

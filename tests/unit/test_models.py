@@ -30,7 +30,7 @@ def test_every_variant_builds_at_tiny_width_and_outputs_probabilities(variant, a
 
 
 def test_paper_cnn_is_the_reference_architecture():
-    model = build_model(ModelSpec(variant="paper_cnn", augment=0))
+    model = build_model(ModelSpec(variant="paper_cnn", layer_augment=0))
     assert model.count_params() == 1_375_175
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
     assert shapes["conv1"] == (44, 44, 64) and shapes["conv2"] == (40, 40, 64)
@@ -61,7 +61,7 @@ def test_a_saved_attention_cnn_loads_back_and_predicts_the_same(tmp_path):
 
 
 def test_augmentation_acts_in_training_only():
-    model = build_model(ModelSpec(attention="none", width=4, depth=1, augment=1.0))
+    model = build_model(ModelSpec(attention="none", width=4, depth=1, layer_augment=1.0))
     augment = model.get_layer("augment")
     x = (FACES[..., None] / 255.0).astype("float32")
     np.testing.assert_array_equal(augment(x, training=False), x)

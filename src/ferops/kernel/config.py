@@ -84,7 +84,7 @@ class TrainConfig:
     patience: int = 4  # early stopping on val accuracy
     use_tuned: bool = True  # take model/optimiser values from reports/tuning/best_params.json
     ema: bool = False  # validate, keep and ship an exponential moving average of the weights
-    augment: float = 0.0  # OpenCV augmentation of training batches on CPU threads (0 = off)
+    batch_augment: float = 0.0  # OpenCV augmentation of training batches on CPU threads (0 = off)
     precision: str = "float32"  # mixed_bfloat16, or auto: bfloat16 where the hardware has it
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup on training batches (0 = off; 0.2 is common)
     optimizer: str = "adamw"  # adamw (cosine decay) or sgd (Nesterov momentum, step decay)
@@ -269,7 +269,7 @@ def _model(reader: _Reader) -> ModelSpec:
         depth=reader.integer("model.depth", minimum=1),
         blocks=reader.integer("model.blocks", minimum=1),
         dropout=reader.number("model.dropout", minimum=0.0, maximum=0.9),
-        augment=reader.number("model.augment", minimum=0.0, maximum=3.0),
+        layer_augment=reader.number("model.layer_augment", minimum=0.0, maximum=3.0),
         stem_pool=reader.boolean("model.stem_pool"),
         jitter=reader.number("model.jitter", minimum=0.0, maximum=2.0),
         crop=_crop(reader, reader.integer("model.crop", minimum=1), "model.crop"),
@@ -295,7 +295,7 @@ def _train(reader: _Reader) -> TrainConfig:
         patience=reader.integer("train.patience", minimum=1),
         use_tuned=reader.boolean("train.use_tuned"),
         ema=reader.boolean("train.ema"),
-        augment=reader.number("train.augment", minimum=0.0, maximum=2.0),
+        batch_augment=reader.number("train.batch_augment", minimum=0.0, maximum=2.0),
         precision=reader.choice("train.precision", PRECISIONS),
         mixup=reader.number("train.mixup", minimum=0.0, maximum=10.0),
         optimizer=reader.choice("train.optimizer", OPTIMIZERS),
@@ -411,6 +411,13 @@ def _overlay(base: Any, overlay: dict[str, Any], prefix: str = "") -> list[str]:
     return changed
 
 
+# Keys renamed since a params file may have been written: the old name is refused with the new.
+RENAMED = {
+    "model.augment": "model.layer_augment",  # Keras augmentation layers inside the model
+    "train.augment": "train.batch_augment",  # OpenCV augmentation of batches before the model
+}
+
+
 def _refuse_unknown_keys(raw: Any, settings: Any, origin: str, prefix: str = "") -> None:
     """Walk `raw` along the dataclass tree of `settings`; raise on the first key it lacks."""
     if not isinstance(raw, dict):
@@ -421,6 +428,12 @@ def _refuse_unknown_keys(raw: Any, settings: Any, origin: str, prefix: str = "")
         else set(settings)
     )
     for key, value in raw.items():
+        if f"{prefix}{key}" in RENAMED:
+            new = RENAMED[f"{prefix}{key}"]
+            raise ConfigError(
+                f"{origin}: {prefix}{key} is now {new} (same meaning and value; "
+                f"ferops names each augmentation knob after where it acts): rename the key"
+            )
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else ""

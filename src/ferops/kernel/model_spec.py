@@ -28,7 +28,7 @@ class ModelSpec:
     depth: int = 3
     blocks: int = 1  # residual blocks (res_attention_cnn) or conv layers (vgg) per stage
     dropout: float = 0.3
-    augment: float = 0.3  # strength of training-time augmentation; 0 turns it off
+    layer_augment: float = 0.3  # strength of the augmentation layers in the model; 0: none
     stem_pool: bool = True  # res_attention_cnn: pool 48->24 after the stem (False: full size)
     jitter: float = 0.0  # strength of the in-model FaceJitter (shift, flip, erasing); 0 = off
     # FaceJitter's random crop: train on a crop x crop window scaled back to 48x48

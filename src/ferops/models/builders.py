@@ -45,8 +45,8 @@ def face_input(spec: ModelSpec, seed: int) -> tuple[keras.KerasTensor, keras.Ker
     faces = keras.Input(shape=(FACE_SIZE, FACE_SIZE), dtype="uint8", name="face")
     x = layers.Reshape((FACE_SIZE, FACE_SIZE, 1), name="add_channel")(faces)
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(x)
-    if spec.augment > 0:
-        x = augmentation(spec.augment, seed)(x)
+    if spec.layer_augment > 0:
+        x = augmentation(spec.layer_augment, seed)(x)
     if spec.jitter > 0 or spec.crop < FACE_SIZE:
         x = FaceJitter(spec.jitter, seed=seed + 7, crop=spec.crop, name="jitter")(x)
     return faces, x

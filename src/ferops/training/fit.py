@@ -191,12 +191,12 @@ def _fit_faces(
         "callbacks": callbacks,
         "verbose": verbose,
     }
-    if config.augment > 0 or config.mixup > 0:
+    if config.batch_augment > 0 or config.mixup > 0:
         batches = AugmentedBatches(
             train.x,
             targets,
             batch_size=config.batch_size,
-            strength=config.augment,
+            strength=config.batch_augment,
             mixup=config.mixup,
             seed=int(np.random.randint(0, 2**31 - 1)),  # seeded by seed_everything
             sample_weights=None if weights is None else np.array([weights[c] for c in train.y]),
