@@ -26,6 +26,7 @@ from ferops.data.scenes import paste, scene
 from ferops.data.synthetic import balanced_labels, generate_faces
 from ferops.imaging.faces import Box, FaceDetector
 from ferops.kernel.config import TrainConfig
+from ferops.kernel.layout import Layout
 from ferops.kernel.model_spec import ModelSpec
 from ferops.registry.pyfunc import MAX_IMAGE_BYTES
 
@@ -226,12 +227,23 @@ def trained_model(faceset, path: Path, epochs: int) -> None:
     model.save(path)
 
 
+def trained_project(root: Path, faceset, epochs: int) -> Layout:
+    """A project folder holding `faceset` as processed faces and a model trained `epochs` on
+    it, where the stages read them."""
+    from ferops.data.faceset import save_faceset
+
+    layout = Layout(root)
+    save_faceset(faceset, layout.processed)
+    trained_model(faceset, layout.model, epochs)
+    return layout
+
+
 def register_in(root: Path, params, faceset, trained_on: str | None = None):
-    """The register stage on the model at root/model.keras, its training run made up here
-    (with `data.source` = `trained_on` logged, as the train stage logs it)."""
+    """The register stage on the project at `root` (see trained_project), its training run
+    made up here (with `data.source` = `trained_on` logged, as the train stage logs it)."""
     import mlflow
 
-    from ferops.pipeline.register import register
+    from ferops.pipeline.register import run as register
 
     experiment = mlflow.get_experiment_by_name("register-test")
     experiment_id = (
@@ -244,18 +256,10 @@ def register_in(root: Path, params, faceset, trained_on: str | None = None):
         mlflow.MlflowClient().log_metric(run.info.run_id, "accuracy", accuracy, step=epoch)
     if trained_on:
         mlflow.MlflowClient().log_param(run.info.run_id, "data.source", trained_on)
-    (root / "training").mkdir(exist_ok=True)
-    (root / "training" / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
-    return register(
-        params,
-        processed=root / "processed",
-        model_path=root / "model.keras",
-        run_file=root / "training" / "run.json",
-        evaluation_dir=root / "evaluation",
-        metrics_path=root / "metrics.json",
-        promotion_path=root / "promotion.json",
-        root=root,
-    )
+    layout = Layout(root)
+    layout.training_run.parent.mkdir(parents=True, exist_ok=True)
+    layout.training_run.write_text(json.dumps({"run_id": run.info.run_id}))
+    return register(params, layout)
 
 
 def encoded(face: np.ndarray, fmt: str = "PNG", size=None, mode: str = "L") -> str:

@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from ferops import EmotionRecognizer
 from ferops.cli import app
-from ferops.data.faceset import save_faceset
 from ferops.data.scenes import paste, scene
 from ferops.kernel.config import load_params
 from tests.helpers import (
@@ -27,7 +26,7 @@ from tests.helpers import (
     register_in,
     run,
     tiny_params_file,
-    trained_model,
+    trained_project,
 )
 
 CHAMPION = "models:/fer-attention-cnn@champion"
@@ -38,8 +37,7 @@ def project(tmp_path_factory, tiny_faceset):
     """A project whose champion learned from synthetic faces, and a photo with a face."""
     root = tmp_path_factory.mktemp("choice") / "project"
     tiny_params_file(root)
-    save_faceset(tiny_faceset, root / "processed")
-    trained_model(tiny_faceset, root / "model.keras", epochs=1)
+    trained_project(root, tiny_faceset, epochs=1)
     with pytest.MonkeyPatch.context() as env:
         env.delenv("MLFLOW_TRACKING_URI", raising=False)
         mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")

@@ -26,14 +26,14 @@ from ferops.cli import app
 from ferops.data.faceset import Split, save_faceset
 from ferops.data.synthetic import generate_faces
 from ferops.kernel.emotions import EMOTIONS
-from ferops.kernel.layout import REFERENCE_FILE
-from ferops.pipeline.evaluate import evaluate
+from ferops.kernel.layout import REFERENCE_FILE, Layout
+from ferops.pipeline.evaluate import run as evaluate
 from tests.helpers import (
     encoded,
     free_port,
     register_in,
     tiny_params_file,
-    trained_model,
+    trained_project,
     wait_until_serving,
 )
 
@@ -75,19 +75,16 @@ def served(tmp_path_factory):
         faceset[split] = Split(
             faces, labels, [f"synthetic:{split}:{i}" for i in range(len(labels))]
         )
-    save_faceset(faceset, root / "processed")
-    save_faceset(faceset, root / "data" / "interim")
-    trained_model(faceset, root / "model.keras", epochs=8)
+    layout = trained_project(root, faceset, epochs=8)
+    save_faceset(faceset, layout.interim)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     try:
-        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-        evaluate(
-            processed=root / "processed", model_path=root / "model.keras", run_file=None,
-            out_dir=root / "evaluation", metrics_path=root / "metrics.json", root=root,
-        )  # fmt: skip
         from ferops.kernel.config import load_params
 
-        register_in(root, load_params(root / "params.yaml"), faceset)
+        mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+        params = load_params(layout.params)
+        evaluate(params, layout)  # no run record yet: the reference and metrics only
+        register_in(root, params, faceset)
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI")
     port = free_port()
@@ -144,7 +141,7 @@ def test_faces_like_the_test_split_are_ok_and_the_estimate_tracks_two_mixes(serv
     the three emotions the model got right most often at evaluation: accuracy rises, and
     the estimate must rise with it and stay near it (the mix alone moves the emotion PSI)."""
     root, send = served
-    reference = pd.read_parquet(root / "evaluation" / REFERENCE_FILE)
+    reference = pd.read_parquet(Layout(root).evaluation / REFERENCE_FILE)
     right = (reference["emotion"] == reference["label"]).groupby(reference["label"]).mean()
     easy = [EMOTIONS.index(e) for e in right.sort_values().index[-3:]]
     windows = []

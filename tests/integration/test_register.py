@@ -8,7 +8,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from tests.helpers import register_in, trained_model
+from tests.helpers import register_in, trained_model, trained_project
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +30,19 @@ def test_a_weaker_model_is_registered_but_refused_and_a_failure_moves_nothing(
 ):
     import mlflow
 
-    from ferops.data.faceset import save_faceset
-
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = dataclasses.replace(
         params, register=dataclasses.replace(params.register, model_name="fer-test")
     )
-    save_faceset(learnable_faceset, tmp_path / "processed")
-
-    trained_model(learnable_faceset, tmp_path / "model.keras", epochs=8)
+    layout = trained_project(tmp_path, learnable_faceset, epochs=8)
     # Another experiment active in this process (as after another project's stage, through the
     # Python API): registration still reopens the training run where it lives.
     mlflow.set_experiment("another-project")
     first = register_in(tmp_path, params, learnable_faceset)
     assert first["alias"] == "champion" and first["version"] == 1
 
-    trained_model(learnable_faceset, tmp_path / "model.keras", epochs=0)  # untrained: weaker
+    trained_model(learnable_faceset, layout.model, epochs=0)  # untrained: weaker
     second = register_in(tmp_path, params, learnable_faceset)
     assert second["alias"] == "challenger" and second["version"] == 2
     # Relative, with a wide margin: trained beats untrained by far (chance is 0.14).
@@ -71,13 +67,13 @@ def test_a_weaker_model_is_registered_but_refused_and_a_failure_moves_nothing(
     assert tags["trained_on"] == "synthetic" and "SYNTHETIC" in second_version.description
 
     # A broken model file: registration fails, aliases and the report stay as they were.
-    report = (tmp_path / "promotion.json").read_text()
-    (tmp_path / "model.keras").write_bytes(b"not a model")
+    report = layout.promotion.read_text()
+    layout.model.write_bytes(b"not a model")
     with pytest.raises(Exception, match="model"):
         register_in(tmp_path, params, learnable_faceset)
     assert client.get_model_version_by_alias("fer-test", "champion").version == 1
     assert client.get_model_version_by_alias("fer-test", "challenger").version == 2
-    assert (tmp_path / "promotion.json").read_text() == report
+    assert layout.promotion.read_text() == report
 
 
 def test_a_model_file_changed_after_registration_is_refused_everywhere_it_is_loaded(
@@ -88,7 +84,6 @@ def test_a_model_file_changed_after_registration_is_refused_everywhere_it_is_loa
     pickle deserialisation switched off."""
     import mlflow
 
-    from ferops.data.faceset import save_faceset
     from ferops.inference.registered import registered_files
     from ferops.kernel.integrity import ModelFileChanged, sha256_file
 
@@ -99,13 +94,12 @@ def test_a_model_file_changed_after_registration_is_refused_everywhere_it_is_loa
     params = dataclasses.replace(
         params, register=dataclasses.replace(params.register, model_name="fer-hash")
     )
-    save_faceset(learnable_faceset, tmp_path / "processed")
-    trained_model(learnable_faceset, tmp_path / "model.keras", epochs=1)
+    layout = trained_project(tmp_path, learnable_faceset, epochs=1)
     assert register_in(tmp_path, params, learnable_faceset)["alias"] == "champion"
 
     tags = mlflow.MlflowClient().get_model_version("fer-hash", "1").tags
     recorded = dict(pair.split("=") for pair in tags["sha256"].split())  # one tag, every file
-    assert recorded["model.keras"] == sha256_file(tmp_path / "model.keras")
+    assert recorded["model.keras"] == sha256_file(layout.model)
     assert set(recorded) == {"model.keras", "model.onnx", "preprocessing.json"}
     stored = list((tmp_path / "mlartifacts").glob("models/*/artifacts/artifacts/model.keras"))
     assert len(stored) == 1 and not list(stored[0].parents[1].glob("*.pkl"))

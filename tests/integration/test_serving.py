@@ -22,6 +22,7 @@ from PIL import Image
 
 from ferops.data.scenes import paste, scene
 from ferops.kernel.integrity import sha256_file
+from ferops.kernel.layout import Layout
 from ferops.prediction_log.store import read_log
 from ferops.registry.pyfunc import RequestLimits
 from tests.helpers import (
@@ -30,7 +31,7 @@ from tests.helpers import (
     encoded,
     free_port,
     register_in,
-    trained_model,
+    trained_project,
     wait_until_serving,
 )
 
@@ -93,10 +94,7 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{first / 'mlflow.db'}"
     try:
         mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
-        from ferops.data.faceset import save_faceset
-
-        save_faceset(tiny_faceset, first / "processed")
-        trained_model(tiny_faceset, first / "model.keras", epochs=1)
+        trained_project(first, tiny_faceset, epochs=1)
         params = dataclasses.replace(
             params, register=dataclasses.replace(params.register, model_name="fer-serve-test")
         )
@@ -233,7 +231,7 @@ def test_mlflow_models_serve_answers_images_pixels_and_junk(params, tiny_faceset
     logged = read_log(tmp_path / "predictions")
     assert len(logged) == 2 + 2 + 4 + 2 + 1 and logged["request_id"].nunique() == 5
     assert set(logged["model_uri"]) == {"models:/fer-serve-test@champion"}
-    assert set(logged["model_sha256"]) == {sha256_file(project / "model.keras")}
+    assert set(logged["model_sha256"]) == {sha256_file(Layout(project).model)}
     assert logged["image_width"].tolist()[:4] == [48, 96, 48, 48]
     assert "face_png" not in logged  # faces only when the operator opts in
     assert (logged["latency_ms"] > 0).all() and logged["emotion"].notna().all()

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from ferops.data.faceset import save_faceset
+from ferops.kernel.layout import Layout
 
 
 def test_train_writes_the_best_model_history_and_an_mlflow_run(
@@ -19,32 +20,25 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
 ):
     import mlflow
 
-    from ferops.pipeline.train import train
+    from ferops.pipeline.train import run as train
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    save_faceset(tiny_faceset, tmp_path / "processed")
+    layout = Layout(tmp_path)
+    save_faceset(tiny_faceset, layout.processed)
     caplog.set_level("INFO", logger="ferops")
-    result = train(
-        params,
-        processed=tmp_path / "processed",
-        tuned_params=None,
-        model_path=tmp_path / "models" / "model.keras",
-        report_dir=tmp_path / "training",
-        root=tmp_path,
-        state_dir=tmp_path / "state",
-    )
-    assert not (tmp_path / "state").exists()  # finished runs leave no resume state
+    result = train(params, layout)
+    assert not layout.train_state.exists()  # finished runs leave no resume state
 
-    history = pd.read_csv(tmp_path / "training" / "history.csv")
+    history = pd.read_csv(layout.training / "history.csv")
     assert list(history["epoch"]) == [1, 2]
     assert result.best_val_accuracy == history["val_accuracy"].max()
-    loaded = keras.models.load_model(tmp_path / "models" / "model.keras")
+    loaded = keras.models.load_model(layout.model)
     faces = tiny_faceset["val"].x
     np.testing.assert_allclose(
         loaded.predict(faces, verbose=0), result.model.predict(faces, verbose=0), atol=1e-6
     )
 
-    record = json.loads((tmp_path / "training" / "run.json").read_text())
+    record = json.loads(layout.training_run.read_text())
     assert record["tracking_uri"] == "sqlite:///mlflow.db"  # the project's own, relative
     run = mlflow.get_run(record["run_id"])
     assert record["precision"] == run.data.tags["ferops.precision"] == "float32"
@@ -65,25 +59,12 @@ def test_train_writes_the_best_model_history_and_an_mlflow_run(
     )
     experiment = mlflow.get_experiment(run.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert "seconds" not in json.loads((tmp_path / "training" / "metrics.json").read_text())
+    assert "seconds" not in json.loads((layout.training / "metrics.json").read_text())
     epoch_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert [line.split(":")[0] for line in epoch_lines] == ["epoch 1/2", "epoch 2/2"]
     assert "model_summary.txt" in [
         a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)
     ]
-
-
-def untracked_run_in(root) -> dict:
-    """train()'s paths inside `root`, without MLflow."""
-    return {
-        "processed": root / "processed",
-        "tuned_params": None,
-        "model_path": root / "model.keras",
-        "report_dir": root / "training",
-        "root": root,
-        "state_dir": root / "state",
-        "track": False,
-    }
 
 
 def test_an_interrupted_run_resumes_from_its_last_epoch(
@@ -92,7 +73,8 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
     """Killed after epoch 2 of 3, the same command runs only epoch 3 (with EMA weights)."""
     import ferops.pipeline.train as training
 
-    save_faceset(tiny_faceset, tmp_path / "processed")
+    layout = Layout(tmp_path)
+    save_faceset(tiny_faceset, layout.processed)
     settings = dataclasses.replace(
         params, train=dataclasses.replace(params.train, epochs=3, patience=3, ema=True)
     )
@@ -117,19 +99,18 @@ def test_an_interrupted_run_resumes_from_its_last_epoch(
 
         return patched
 
-    arguments = untracked_run_in(tmp_path)
     monkeypatch.setattr(training, "fit", fit_then(Recorder(), Crash()))
     with pytest.raises(RuntimeError, match="power cut"):
-        training.train(settings, **arguments)
-    assert not (tmp_path / "model.keras").exists()  # nothing half-done was published
-    assert len(pd.read_csv(tmp_path / "state" / "history.csv")) == 2
+        training.run(settings, layout, track=False)
+    assert not layout.model.exists()  # nothing half-done was published
+    assert len(pd.read_csv(layout.train_state / "history.csv")) == 2
 
     monkeypatch.setattr(training, "fit", fit_then(Recorder()))
-    result = training.train(settings, **arguments)
+    result = training.run(settings, layout, track=False)
     assert epochs_seen == [0, 1, 2]  # epoch 3 only, the second time
     assert list(result.history["epoch"]) == [1, 2, 3]
-    assert (tmp_path / "model.keras").is_file() and not (tmp_path / "state").exists()
-    record = json.loads((tmp_path / "training" / "run.json").read_text())
+    assert layout.model.is_file() and not layout.train_state.exists()
+    record = json.loads(layout.training_run.read_text())
     assert record["run_id"] == ""
     assert record["timing"]["epochs_trained"] == 1  # the speed is this process's own epoch's
 
@@ -141,13 +122,14 @@ def test_a_second_trainer_on_the_same_state_is_refused_naming_the_owner(
     import socket
 
     from ferops.kernel.process import StateInUse, sole_owner
-    from ferops.pipeline.train import train
+    from ferops.pipeline.train import run as train
 
-    save_faceset(tiny_faceset, tmp_path / "processed")
-    arguments = untracked_run_in(tmp_path)
+    layout = Layout(tmp_path)
+    save_faceset(tiny_faceset, layout.processed)
     owner = rf"process {os.getpid()} on {socket.gethostname()}"
-    with sole_owner(tmp_path / "state.lock", "state"), pytest.raises(StateInUse, match=owner):
-        train(params, **arguments)  # while a live trainer holds the state
-    assert not (tmp_path / "model.keras").exists()
-    train(params, **arguments)  # the owner is gone: the state is free again
-    assert (tmp_path / "model.keras").is_file()
+    lock = layout.train_state.with_name(f"{layout.train_state.name}.lock")
+    with sole_owner(lock, "state"), pytest.raises(StateInUse, match=owner):
+        train(params, layout, track=False)  # while a live trainer holds the state
+    assert not layout.model.exists()
+    train(params, layout, track=False)  # the owner is gone: the state is free again
+    assert layout.model.is_file()

@@ -1,5 +1,6 @@
 """The Great Expectations suite passes good data and fails each kind of bad data."""
 
+import dataclasses
 import json
 import re
 
@@ -9,7 +10,9 @@ from ferops.data.faceset import save_faceset
 from ferops.install.web_assets import default_dir
 from ferops.kernel.config import ValidateConfig
 from ferops.kernel.errors import ValidationFailed
-from ferops.pipeline.validate import face_statistics, run_suite, validate
+from ferops.kernel.layout import Layout
+from ferops.pipeline.validate import face_statistics, run_suite
+from ferops.pipeline.validate import run as validate
 from tests.helpers import copy_faceset
 
 CONFIG = ValidateConfig(min_std=1.0, min_split_size={"train": 10, "val": 5, "test": 5})
@@ -53,30 +56,34 @@ def test_each_kind_of_bad_data_fails_its_expectation(tiny_faceset, tmp_path):
     assert tiny_faceset["train"].sources[3] in failures(flat, tmp_path)[0]
 
 
-def test_a_failed_validation_keeps_the_good_report_and_names_the_problem(tiny_faceset, tmp_path):
-    save_faceset(tiny_faceset, tmp_path / "processed")
-    reports = tmp_path / "reports" / "validation"
-    validate(CONFIG, in_dir=tmp_path / "processed", gx_root=tmp_path, report_dir=reports)
+def test_a_failed_validation_keeps_the_good_report_and_names_the_problem(
+    params, tiny_faceset, tmp_path
+):
+    layout, params = Layout(tmp_path), dataclasses.replace(params, validate=CONFIG)
+    save_faceset(tiny_faceset, layout.processed)
+    reports = layout.validation
+    validate(params, layout)
     assert (reports / "data_docs" / "index.html").is_file()
     good_result = (reports / "result.json").read_text()
     assert json.loads(good_result)["success"] is True
 
     bad = copy_faceset(tiny_faceset)
     bad["test"].x[0] = bad["train"].x[0]
-    save_faceset(bad, tmp_path / "processed")
+    save_faceset(bad, layout.processed)
     with pytest.raises(ValidationFailed, match="column='sha1'"):
-        validate(CONFIG, in_dir=tmp_path / "processed", gx_root=tmp_path, report_dir=reports)
+        validate(params, layout)
     assert (reports / "result.json").read_text() == good_result
     failed = json.loads((tmp_path / "reports" / "validation-failed" / "result.json").read_text())
     assert failed["success"] is False
 
 
-def test_data_docs_name_the_run_and_load_nothing_from_cdns(tiny_faceset, tmp_path):
+def test_data_docs_name_the_run_and_load_nothing_from_cdns(params, tiny_faceset, tmp_path):
     if not (default_dir() / "jquery@3.7.1").is_dir():
         pytest.skip(f"no offline web assets in {default_dir()} (make install fetches them)")
-    save_faceset(tiny_faceset, tmp_path / "processed")
-    reports = tmp_path / "reports" / "validation"
-    validate(CONFIG, in_dir=tmp_path / "processed", gx_root=tmp_path, report_dir=reports)
+    layout = Layout(tmp_path)
+    save_faceset(tiny_faceset, layout.processed)
+    reports = layout.validation
+    validate(dataclasses.replace(params, validate=CONFIG), layout)
     pages = list((reports / "data_docs").rglob("*.html"))
     assert len(pages) >= 3  # the index, the suite, the validation
     for page in pages:

@@ -17,7 +17,8 @@ def test_the_default_model_learns_what_a_linear_model_on_pixels_cannot(tmp_path,
 
     from ferops.data.sources import synthetic_faceset
     from ferops.kernel.config import load_params
-    from ferops.pipeline.train import train
+    from ferops.kernel.layout import Layout
+    from ferops.pipeline.train import run as train
 
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     reduced = {
@@ -29,17 +30,10 @@ def test_the_default_model_learns_what_a_linear_model_on_pixels_cannot(tmp_path,
     }
     real = load_params(set_params(tmp_path, **reduced))  # the defaults, on less data
     faceset = synthetic_faceset(real.data, seed=real.seed)
-    save_faceset(faceset, tmp_path / "processed")
+    layout = Layout(tmp_path)
+    save_faceset(faceset, layout.processed)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    result = train(
-        real,
-        processed=tmp_path / "processed",
-        tuned_params=None,
-        model_path=tmp_path / "model.keras",
-        report_dir=tmp_path / "training",
-        root=tmp_path,
-        state_dir=tmp_path / "state",
-    )
+    result = train(real, layout)
 
     train_x, val_x = (
         faceset[split].x.reshape(len(faceset[split]), -1) / 255.0 for split in ("train", "val")

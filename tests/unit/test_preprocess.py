@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 from ferops.data.faceset import load_faceset, save_faceset
 from ferops.imaging.contrast import normalise_contrast
 from ferops.kernel.config import PreprocessConfig
-from ferops.pipeline.preprocess import clean_faceset, preprocess
+from ferops.kernel.layout import Layout
+from ferops.pipeline.preprocess import clean_faceset
+from ferops.pipeline.preprocess import run as preprocess
 from tests.helpers import copy_faceset
 
 
@@ -53,19 +56,17 @@ def test_contrast_normalisation_stretches_a_dim_face(tiny_faceset, method):
         normalise_contrast(dim, "sharpen")
 
 
-def test_preprocess_writes_processed_set_and_lists_every_removal(tiny_faceset, tmp_path):
+def test_preprocess_writes_processed_set_and_lists_every_removal(params, tiny_faceset, tmp_path):
     faceset = copy_faceset(tiny_faceset)
     faceset["train"].x[3] = faceset["val"].x[0]
-    save_faceset(faceset, tmp_path / "interim")
+    layout = Layout(tmp_path)
+    save_faceset(faceset, layout.interim)
     report = preprocess(
-        PreprocessConfig(contrast="clahe"),
-        in_dir=tmp_path / "interim",
-        out_dir=tmp_path / "processed",
-        report_path=tmp_path / "pre.json",
+        dataclasses.replace(params, preprocess=PreprocessConfig(contrast="clahe")), layout
     )
-    processed = load_faceset(tmp_path / "processed")
+    processed = load_faceset(layout.processed)
     assert len(processed["train"]) == len(faceset["train"]) - 1
-    on_disk = json.loads((tmp_path / "pre.json").read_text())
+    on_disk = json.loads(layout.preprocess_report.read_text())
     assert on_disk == json.loads(json.dumps(report))
     assert on_disk["removed_by_reason"] == {"duplicate of a val image": 1}
     assert on_disk["removed"][0]["source"] == faceset["train"].sources[3]

@@ -63,41 +63,21 @@ def raw_faces(test: Split, interim: Path | None) -> np.ndarray:
 
 
 def run(params: Params, layout: Layout) -> dict[str, Any]:
-    """Evaluate models/model.keras on the test split; write reports/ and log to MLflow."""
-    return evaluate(
-        processed=layout.processed,
-        interim=layout.interim,
-        model_path=layout.model,
-        run_file=layout.training_run,
-        out_dir=layout.evaluation,
-        metrics_path=layout.metrics,
-        root=layout.root,
-    )
-
-
-def evaluate(
-    *,
-    processed: Path,
-    model_path: Path,
-    run_file: Path | None,
-    out_dir: Path,
-    metrics_path: Path,
-    root: Path,
-    data_source: str = "",
-    interim: Path | None = None,
-) -> dict[str, Any]:
-    """Evaluate models/model.keras on the test split; reports replace the old ones only when
-    every file was written. `interim`: the faces as ingest read them, for the reference's
-    statistics (default: the processed faces, the same when contrast is not normalised)."""
-    faceset = load_faceset(processed)
+    """Evaluate models/model.keras on the test split: reports/metrics.json and
+    reports/evaluation/ replace the old ones only when every file was written, and go to the
+    training run in MLflow. The reference's statistics are of the faces as ingest read them
+    (data/interim; the processed faces where that is missing)."""
+    out_dir, run_file = layout.evaluation, layout.training_run
+    faceset = load_faceset(layout.processed)
     test = faceset["test"]
-    model = load_model(model_path)
+    model = load_model(layout.model)
     probabilities = model.predict(test.x, batch_size=256, verbose=0)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=".evaluation.", dir=out_dir.parent))
     try:
         metrics = write_evaluation(test.y, probabilities, test.sources, staged)
-        reference(test, probabilities, interim).to_parquet(staged / REFERENCE_FILE, index=False)
+        table = reference(test, probabilities, layout.interim)
+        table.to_parquet(staged / REFERENCE_FILE, index=False)
         figures.attention_sheet(model, test.x, test.y, probabilities, staged / "attention.png")
         replace_dir(staged, out_dir)
     finally:
@@ -118,7 +98,7 @@ def evaluate(
         views = [model.predict(v, batch_size=256, verbose=0) for v in ten_crops(test.x, crop)]
         with_tta["tta_ten_crop"] = classification_metrics(test.y, np.mean(views, axis=0))
     write_json(
-        metrics_path,
+        layout.metrics,
         {
             **headline,
             "per_class_f1": {e: round(m["f1"], 4) for e, m in metrics["per_class"].items()},
@@ -129,9 +109,9 @@ def evaluate(
             **production_slice(model, faceset.get(PRODUCTION)),
         },
     )
-    run = json.loads(run_file.read_text()) if run_file is not None and run_file.is_file() else {}
+    run = json.loads(run_file.read_text()) if run_file.is_file() else {}
     if run.get("run_id"):  # empty when trained with --no-track
-        _log_to_training_run(run, headline, out_dir, root)
+        _log_to_training_run(run, headline, out_dir, layout.root)
     log.info(
         "test accuracy %.4f, macro F1 %.4f, ECE %.4f on %d images",
         metrics["accuracy"],

@@ -12,7 +12,7 @@ import numpy as np
 from ferops.data.faceset import PRODUCTION, FaceSet, Split, save_faceset
 from ferops.data.sources import class_counts, read_source
 from ferops.feedback.review import TRAIN, feedback_splits
-from ferops.kernel.config import DataConfig, Params
+from ferops.kernel.config import Params
 from ferops.kernel.files import write_json
 from ferops.kernel.layout import Layout
 
@@ -20,35 +20,18 @@ log = logging.getLogger(__name__)
 
 
 def run(params: Params, layout: Layout) -> dict[str, Any]:
-    """Read data.source (synthetic, fer2013-csv or image-folder) into data/interim."""
-    return ingest(
-        params.data,
-        seed=params.seed,
-        out_dir=layout.interim,
-        report_path=layout.ingest_report,
-        feedback=layout.feedback,
-    )
-
-
-def ingest(
-    data: DataConfig,
-    *,
-    seed: int,
-    out_dir: Path,
-    report_path: Path,
-    feedback: Path | None = None,
-) -> dict[str, Any]:
-    """Read the source and the imported feedback, then write the interim face set and
-    reports/ingest.json.
+    """Read data.source (synthetic, fer2013-csv or image-folder) and the imported feedback,
+    then write data/interim and reports/ingest.json.
 
     Reading happens before any write, so a bad input leaves the previous output untouched.
     """
+    data = params.data
     started = time.perf_counter()
-    faceset, notes = read_source(data, seed=seed)
-    if feedback is not None and feedback.is_dir():
-        faceset = with_feedback(faceset, feedback)
+    faceset, notes = read_source(data, seed=params.seed)
+    if layout.feedback.is_dir():
+        faceset = with_feedback(faceset, layout.feedback)
     seconds_read = time.perf_counter() - started
-    save_faceset(faceset, out_dir)
+    save_faceset(faceset, layout.interim)
     report = {
         "source": data.source,
         "path": None if data.source == "synthetic" else str(data.path),
@@ -57,7 +40,7 @@ def ingest(
         "counts": class_counts(faceset),
         **notes,
     }
-    write_json(report_path, report)
+    write_json(layout.ingest_report, report)
     log.info(
         "ingested %s in %.1f s: %s",
         data.source,

@@ -7,7 +7,6 @@ of the pixels a model sees; every runtime applies it too, so training and servin
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,23 +91,13 @@ def clean_faceset(
 
 
 def run(params: Params, layout: Layout) -> dict[str, Any]:
-    """Drop blank and duplicated faces, normalise contrast, write data/processed."""
-    return preprocess(
-        params.preprocess,
-        in_dir=layout.interim,
-        out_dir=layout.processed,
-        report_path=layout.preprocess_report,
-    )
-
-
-def preprocess(
-    config: PreprocessConfig, *, in_dir: Path, out_dir: Path, report_path: Path
-) -> dict[str, Any]:
-    """Clean data/interim into data/processed and list every removal in the report."""
-    faceset = load_faceset(in_dir)
+    """Drop blank and duplicated faces and normalise contrast: data/interim into
+    data/processed, every removal listed in reports/preprocess.json."""
+    config = params.preprocess
+    faceset = load_faceset(layout.interim)
     cleaned, removals = clean_faceset(faceset, config)
-    save_faceset(cleaned, out_dir)
-    with atomic_path(out_dir / PREPROCESSING_FILE) as staged:  # travels on with the model
+    save_faceset(cleaned, layout.processed)
+    with atomic_path(layout.processed / PREPROCESSING_FILE) as staged:  # travels on with the model
         Preprocessing.from_config(config).save(staged)
     reasons: dict[str, int] = {}
     for removal in removals:
@@ -121,6 +110,6 @@ def preprocess(
         "removed_by_reason": reasons,
         "removed": removals,
     }
-    write_json(report_path, report)
+    write_json(layout.preprocess_report, report)
     log.info("preprocessed: removed %d image(s) %s", len(removals), reasons)
     return report

@@ -37,36 +37,14 @@ log = logging.getLogger(__name__)
 
 
 def run(params: Params, layout: Layout) -> dict[str, Any]:
-    """Register the trained model; promote it to champion only if it beats the current one."""
-    return register(
-        params,
-        processed=layout.processed,
-        model_path=layout.model,
-        run_file=layout.training_run,
-        evaluation_dir=layout.evaluation,
-        metrics_path=layout.metrics,
-        promotion_path=layout.promotion,
-        root=layout.root,
-    )
-
-
-def register(
-    params: Params,
-    *,
-    processed: Path,
-    model_path: Path,
-    run_file: Path,
-    evaluation_dir: Path,
-    metrics_path: Path,
-    promotion_path: Path,
-    root: Path,
-) -> dict[str, Any]:
-    """Log the pyfunc, register a version, gate it against the champion, move one alias."""
-    config = params.register
-    test = load_faceset(processed)["test"]
+    """Register the trained model: log the pyfunc with its evaluation, register a version,
+    gate it against the champion and move one alias (champion only if it beats the current
+    one); reports/promotion.json says what happened."""
+    config, root, model_path = params.register, layout.root, layout.model
+    test = load_faceset(layout.processed)["test"]
     candidate = load_model(model_path)
     candidate_correct = candidate.predict(test.x, verbose=0).argmax(axis=1) == test.y
-    run = json.loads(run_file.read_text())
+    run = json.loads(layout.training_run.read_text())
     mlflow.set_tracking_uri(tracking_uri(root))
     client = MlflowClient()
 
@@ -77,7 +55,7 @@ def register(
         min_gain=config.min_gain,
         alpha=config.alpha,
     )
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics = json.loads(layout.metrics.read_text()) if layout.metrics.is_file() else {}
     trained_on = params.data.source
     with resumed_run(run["run_id"]):
         preprocessing = Preprocessing.load(model_path.with_suffix(".json"))
@@ -91,8 +69,8 @@ def register(
         )
         # The model's page shows these, not the run's first-epoch training metrics.
         mlflow.log_metrics(model_metrics(decision, metrics), model_id=logged.info.model_id)
-        if evaluation_dir.is_dir():
-            mlflow.log_artifacts(str(evaluation_dir), "evaluation")
+        if layout.evaluation.is_dir():
+            mlflow.log_artifacts(str(layout.evaluation), "evaluation")
         mlflow.set_tag("mlflow.source.git.commit", git_commit(root))  # the run page's Source
     tags = {**version_tags(decision, champion, trained_on), **digest_tags(logged.sha256)}
     # The tags arrive with the version, so no version is ever without its digests.
@@ -115,7 +93,7 @@ def register(
         **asdict(decision),
         "model_uri": alias_uri(config.model_name, alias),
     }
-    write_json(promotion_path, outcome)
+    write_json(layout.promotion, outcome)
     log.info(
         "registered %s version %s (trained on %s) as %s: %s",
         config.model_name,

@@ -65,33 +65,13 @@ class TrainingResult:
 
 
 def run(params: Params, layout: Layout, *, track: bool = True) -> TrainingResult:
-    """Train the tuned (or configured) model on data/processed; log the run to MLflow."""
-    return train(
-        params,
-        processed=layout.processed,
-        tuned_params=layout.best_params,
-        model_path=layout.model,
-        report_dir=layout.training,
-        root=layout.root,
-        state_dir=layout.train_state,
-        track=track,
-    )
-
-
-def train(
-    params: Params,
-    *,
-    processed: Path,
-    tuned_params: Path | None,
-    model_path: Path,
-    report_dir: Path,
-    root: Path,
-    state_dir: Path,
-    track: bool = True,
-) -> TrainingResult:
-    """Train, resuming from `state_dir` when it holds this very run; write the best epoch's
-    model, its Preprocessing sidecar and the history. `track=False`: no MLflow at all."""
-    spec, config, tuned = tuned_settings(params, tuned_params)
+    """Train the tuned (or configured) model on data/processed, resuming from
+    models/.train-state when it holds this very run; write the best epoch's model, its
+    Preprocessing sidecar and reports/training/, and log the run to MLflow (`track=False`:
+    no MLflow at all)."""
+    processed, model_path, report_dir = layout.processed, layout.model, layout.training
+    root, state_dir = layout.root, layout.train_state
+    spec, config, tuned = tuned_settings(params, layout.best_params)
     faceset = load_faceset(processed)
     digest = dataset_digest(processed)
     seed_everything(params.seed)

@@ -148,38 +148,23 @@ def run_suite(
 
 
 def run(params: Params, layout: Layout) -> ValidationOutcome:
-    """Check data/processed with the Great Expectations suite; fail if a critical one fails."""
-    return validate(
-        params.validate, in_dir=layout.processed, gx_root=layout.root, report_dir=layout.validation
+    """Check data/processed with the Great Expectations suite; raise ValidationFailed naming
+    each failed critical expectation. Results and Data Docs land in reports/validation only
+    when the data passes (else in reports/validation-failed, the good report kept)."""
+    suite_run = run_suite(
+        face_statistics(load_faceset(layout.processed)),
+        params.validate,
+        gx_root=layout.root,
+        run_name=f"validate-{layout.processed.name}",
     )
-
-
-def validate(
-    config: ValidateConfig,
-    *,
-    in_dir: Path,
-    gx_root: Path,
-    report_dir: Path,
-    failed_dir: Path | None = None,
-) -> ValidationOutcome:
-    """Run the suite on data/processed; raise ValidationFailed naming each failed critical
-    expectation. Results and Data Docs land in `report_dir` only when the data passes."""
-    run = run_suite(
-        face_statistics(load_faceset(in_dir)),
-        config,
-        gx_root=gx_root,
-        run_name=f"validate-{in_dir.name}",
-    )
-    outcome = run.outcome
-    target = (
-        report_dir
-        if outcome.success
-        else (failed_dir or report_dir.with_name(f"{report_dir.name}-failed"))
-    )
-    _publish(run, target)
+    outcome = suite_run.outcome
+    passed, failed = layout.validation, layout.validation.with_name("validation-failed")
+    target = passed if outcome.success else failed
+    _publish(suite_run, target)
     if not outcome.success:
         raise ValidationFailed(
-            f"{len(outcome.failed_critical)} critical expectation(s) failed on {in_dir}:\n  - "
+            f"{len(outcome.failed_critical)} critical expectation(s) failed on "
+            f"{layout.processed}:\n  - "
             + "\n  - ".join(outcome.failed_critical)
             + f"\nData Docs: {target / 'data_docs' / 'index.html'}"
         )
