@@ -703,18 +703,9 @@ def _retraining(context: typer.Context, action: Callable[[], T]) -> T:
     except Exception as exc:
         if verbose:
             raise
-        failure.append(f"error: {_one_line(exc)} (-v for the traceback)")
+        line = _user_error(exc, summary=True) or f"{type(exc).__name__}: {first_line(exc)}"
+        failure.append(f"error: {line} (-v for the traceback)")
         raise typer.Exit(code=1) from None
-
-
-def _one_line(exc: Exception) -> str:
-    """What went wrong, in one line: a ferops error's own summary, a Prefect server that did
-    not start, else the exception's type and first line."""
-    if isinstance(exc, FeropsError):
-        return exc.summary
-    if line := server_start_failure(exc):
-        return line
-    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 feedback = typer.Typer(help="Reviewed production faces back into the data.", no_args_is_help=True)
@@ -762,16 +753,23 @@ def _params(layout: Layout) -> Params:
 
 
 def _guard(action: Callable[[], T]) -> T:
-    """Run `action`; a FeropsError (or a temporary Prefect server that did not start) becomes
-    a one-line message and exit status 1."""
+    """Run `action`; an error the user can act on becomes its message and exit status 1, any
+    other (a bug) keeps its traceback."""
     try:
         return action()
-    except FeropsError as exc:
-        _fail(str(exc))
-    except RuntimeError as exc:
-        if (line := server_start_failure(exc)) is None:
+    except (FeropsError, RuntimeError) as exc:
+        if (message := _user_error(exc)) is None:
             raise
-        _fail(line)
+        _fail(message)
+
+
+def _user_error(exc: BaseException, *, summary: bool = False) -> str | None:
+    """The one mapping from errors to what the user reads: a ferops error's message (its
+    one-line summary with `summary`), a temporary Prefect server that did not start; None for
+    anything else. `_guard` and `_retraining` both answer through it."""
+    if isinstance(exc, FeropsError):
+        return exc.summary if summary else str(exc)
+    return server_start_failure(exc)
 
 
 def _fail(message: str) -> Any:

@@ -18,9 +18,9 @@ from ferops.kernel.model_spec import ModelSpec
 from ferops.models.builders import build_model
 from ferops.models.precision import dtype_policy
 from ferops.training.fit import fit
-from tests.helpers import tiny_params_file
+from tests.helpers import noise_faces, tiny_params_file
 
-FACES = np.random.default_rng(0).integers(0, 256, size=(2, 48, 48), dtype=np.uint8)
+FACES = noise_faces(2)
 
 
 SEEDED_RUN = """

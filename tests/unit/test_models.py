@@ -11,8 +11,9 @@ import pytest
 from ferops.kernel.model_spec import ATTENTION_KINDS, MODEL_VARIANTS, ModelSpec
 from ferops.models.attention import ATTENTION_BLOCKS, CBAM, ChannelAttention, SpatialAttention
 from ferops.models.builders import MODEL_BUILDERS, build_model
+from tests.helpers import noise_faces
 
-FACES = np.random.default_rng(0).integers(0, 256, size=(2, 48, 48), dtype=np.uint8)
+FACES = noise_faces(2)
 
 
 def test_the_names_the_config_accepts_are_the_ones_the_registry_builds():
