@@ -108,9 +108,9 @@ def resolve_classifier(
 def shipped_files(model: ShippedModel = ACCURATE, reason: str = "") -> ModelFiles:
     """A shipped FER2013 model's files, checked against the model card; `reason` says why it
     answers instead of a champion."""
-    onnx = model.verified_onnx()  # what answers by default: no TensorFlow
-    path = model.verified()
+    path = model.verified()  # each file hashed once: this runs at every command's start
     keras = path if path.suffix == ".keras" else None
+    onnx = model.verified_onnx_export() if keras else path  # what answers: no TensorFlow
     return ModelFiles(
         keras=keras,
         onnx=onnx,

@@ -412,6 +412,7 @@ def _overlay(base: Any, overlay: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 # Keys renamed since a params file may have been written: the old name is refused with the new.
+# The augmentation knobs are named after where they act.
 RENAMED = {
     "model.augment": "model.layer_augment",  # Keras augmentation layers inside the model
     "train.augment": "train.batch_augment",  # OpenCV augmentation of batches before the model
@@ -428,12 +429,8 @@ def _refuse_unknown_keys(raw: Any, settings: Any, origin: str, prefix: str = "")
         else set(settings)
     )
     for key, value in raw.items():
-        if f"{prefix}{key}" in RENAMED:
-            new = RENAMED[f"{prefix}{key}"]
-            raise ConfigError(
-                f"{origin}: {prefix}{key} is now {new} (same meaning and value; "
-                f"ferops names each augmentation knob after where it acts): rename the key"
-            )
+        if (new := RENAMED.get(f"{prefix}{key}")) is not None:
+            raise ConfigError(f"{origin}: {prefix}{key} is now {new} (same meaning): rename it")
         if key not in known:
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
             hint = f"; did you mean {prefix}{close[0]}?" if close else ""

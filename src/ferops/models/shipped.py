@@ -40,11 +40,11 @@ class ShippedModel:
         """The file, after checking it is the one the model card describes."""
         return _verified(self.file, self.sha256)
 
-    def verified_onnx(self) -> Path | None:
-        """The ONNX file that answers: the export beside a Keras file, or the file itself."""
-        if self.onnx_export is not None:
-            return _verified(self.onnx_export, self.onnx_sha256)
-        return self.verified() if self.file.suffix == ".onnx" else None
+    def verified_onnx_export(self) -> Path | None:
+        """The ONNX export beside a Keras file, checked like the file (None: no export)."""
+        if self.onnx_export is None:
+            return None
+        return _verified(self.onnx_export, self.onnx_sha256)
 
     def preprocessing(self) -> Preprocessing:
         """The contrast normalisation it was trained with (the sidecar beside its file)."""

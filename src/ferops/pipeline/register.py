@@ -45,13 +45,14 @@ def run(params: Params, layout: Layout) -> dict[str, Any]:
     candidate = load_model(model_path)
     candidate_correct = candidate.predict(test.x, verbose=0).argmax(axis=1) == test.y
     run = json.loads(layout.training_run.read_text())
-    mlflow.set_tracking_uri(tracking_uri(root))
+    tracking = tracking_uri(root)
+    mlflow.set_tracking_uri(tracking)
     client = MlflowClient()
 
     champion = version_by_alias(client, config.model_name, CHAMPION)
     decision = gate(
         candidate_correct,
-        None if champion is None else champion_correct(config, test, tracking_uri(root)),
+        None if champion is None else champion_correct(config, test, tracking),
         min_gain=config.min_gain,
         alpha=config.alpha,
     )

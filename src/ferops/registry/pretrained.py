@@ -44,7 +44,10 @@ def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
     version = register_version(
         logged.info.model_uri,
         name,
-        {"trained_on": "fer2013", "test_accuracy": f"{ACCURATE.test_metrics['accuracy']:.4f}"}
+        {
+            "trained_on": ACCURATE.trained_on,
+            "test_accuracy": f"{ACCURATE.test_metrics['accuracy']:.4f}",
+        }
         | digest_tags(logged.sha256),
     )
     client = MlflowClient()
