@@ -42,7 +42,7 @@ def champion_version(project: Path) -> str:
     return str(client.get_model_version_by_alias("fer-attention-cnn", "champion").version)
 
 
-def latest_promotion_artifact() -> str:
+def latest_promotion_artifact():
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -54,7 +54,19 @@ def latest_promotion_artifact() -> str:
             sort="CREATED_DESC",
             limit=1,
         )
-    return artifacts[0].data
+    return artifacts[0]
+
+
+def flows_run_during(flow_run_id) -> list[str]:
+    """Names of the flows that started in this server while the given flow run ran."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+
+    with get_client(sync_client=True) as client:
+        outer = client.read_flow_run(flow_run_id)
+        during = FlowRunFilterStartTime(after_=outer.start_time, before_=outer.end_time)
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(start_time=during))
+        return [client.read_flow(run.flow_id).name for run in runs if run.id != outer.id]
 
 
 def repro_attempts(flow_run_id) -> int:
@@ -121,7 +133,8 @@ def test_the_first_retrain_runs_every_stage_and_publishes_the_decision(first_run
     assert "seconds" not in trained and "train_images_per_second" not in trained
     assert json.loads((reports / "training" / "run.json").read_text())["timing"]["seconds"] > 0
 
-    markdown = latest_promotion_artifact()
+    artifact = latest_promotion_artifact()
+    markdown = artifact.data
     assert "version 1: promoted to **champion**" in markdown
     run_id = json.loads((reports / "training" / "run.json").read_text())["run_id"]
     assert f"/runs/{run_id})" in markdown  # a link to the training run in MLflow
@@ -136,6 +149,8 @@ def test_the_first_retrain_runs_every_stage_and_publishes_the_decision(first_run
     for stage in STAGES:
         assert f"Running stage '{stage}'" in task_log, stage
     assert "test accuracy" in task_log  # evaluate's own line
+    # The tune stage's search flow reported to the retrain's server, next to it.
+    assert flows_run_during(artifact.flow_run_id) == ["ferops-tune"]
 
 
 def test_nothing_changed_means_no_retraining_unless_forced(first_run):
@@ -157,7 +172,7 @@ def test_nothing_changed_means_no_retraining_unless_forced(first_run):
     # Same data, same seed: an identical model, which the gate refuses to promote.
     assert forced["retrained"] and forced["register_ran"] and forced["version"] == 2
     assert forced["alias"] == "challenger" and champion_version(project) == "1"
-    assert "version 2: kept as **challenger**" in latest_promotion_artifact()
+    assert "version 2: kept as **challenger**" in latest_promotion_artifact().data
 
 
 def test_bad_data_fails_validate_and_keeps_the_last_good_outputs(first_run):
