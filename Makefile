@@ -52,9 +52,10 @@ serve: install
 
 ## CI's command: lint and import contracts, then every tier, with line coverage of src/
 ## and the 15 slowest tests at the end. One pytest worker per CPU; each takes whole test
-## files, so the tests of a module run in order in one process (on 2 cores: 5.4 min, not 8.6).
+## files, so the tests of a module run in order in one process, in the order conftest.py
+## gives (slow tiers first; xdist would otherwise start the files with fewest tests last).
 test: install lint
-	pytest -n logical --dist loadfile --cov=ferops --cov-report=term:skip-covered --durations=15
+	pytest -n logical --dist loadfile --no-loadscope-reorder --cov=ferops --cov-report=term:skip-covered --durations=15
 
 ## The unit tier alone (pure functions, tiny shapes, no servers, no training): about 30 s on 2 cores.
 test-fast: install

@@ -74,12 +74,20 @@ def keras_model_file(tmp_path_factory, tiny_faceset) -> Path:
     return path
 
 
-TIERS = ("unit", "integration", "model", "e2e")
+# Slowest first: under pytest-xdist, the files with one long test (README walk-through, the
+# learning test) start early, and the many short files fill in behind them, so the workers
+# finish together (`make test` passes --no-loadscope-reorder to keep this order).
+TIERS = ("e2e", "model", "integration", "unit")
+
+
+def tier_of(item: pytest.Item) -> str:
+    return Path(item.fspath).relative_to(REPO / "tests").parts[0]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`-m unit`, `-m "not e2e"` … select by folder: the tier is where a test lives."""
     for item in items:
-        tier = Path(item.fspath).relative_to(REPO / "tests").parts[0]
-        if tier in TIERS:
+        if (tier := tier_of(item)) in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+    rank = {tier: position for position, tier in enumerate(TIERS)}
+    items.sort(key=lambda item: rank.get(tier_of(item), len(TIERS)))  # stable: file order kept

@@ -58,7 +58,7 @@ def _show_version(asked: bool) -> None:
 
 
 # The commands that load TensorFlow (the stages that build, train or score a Keras model).
-TENSORFLOW_COMMANDS = {"tune", "train", "evaluate", "register", "tune-worker", "profile", "export"}
+TENSORFLOW_COMMANDS = {"tune", "train", "evaluate", "register", "tune-worker", "export"}
 
 
 @app.callback()

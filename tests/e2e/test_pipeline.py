@@ -368,8 +368,9 @@ def test_stopping_the_flow_or_dvc_mid_train_stops_the_trainer_and_a_rerun_comple
     lives on either time; a rerun resumes and finishes, and history, metrics and config agree."""
     project, _ = first_run
     # Only settings the search does not read (search.space.TRIAL_TRAIN_SETTINGS): tune stays
-    # done, and train alone runs, long enough (epochs of about a second) to be stopped twice.
-    epochs = 30
+    # done, and train alone runs, long enough (epochs of about a second) to be stopped twice
+    # (after two epochs each time) and finished by the rerun.
+    epochs = 12
     set_params(project, **{"train.epochs": epochs, "train.patience": epochs})
     flow = [sys.executable, "flows/retrain.py", "run"]
     stop_mid_train(project, flow, {"PREFECT_API_URL": prefect_api})

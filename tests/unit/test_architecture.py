@@ -100,3 +100,23 @@ print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": h
     assert outcome["heavy"] == []
     if model == "the default":
         assert "fer2013_res_attention_cnn" in outcome["output"]  # it says which model answered
+
+
+def test_applying_a_profile_loads_no_tensorflow(tmp_path):
+    """`ferops profile` edits params.yaml: it starts in half a second, not in six."""
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    profile = REPO / "params" / "fer2013.yaml"
+    script = f"""
+import json, sys
+from typer.testing import CliRunner
+from ferops.cli import app
+result = CliRunner().invoke(app, ["profile", {str(profile)!r}, "--root", {str(tmp_path)!r}])
+print(json.dumps({{"code": result.exit_code, "output": result.output, "tf": "tensorflow" in sys.modules}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["code"] == 0 and "setting(s) from" in outcome["output"], outcome["output"]
+    assert "image-folder" in (tmp_path / "params.yaml").read_text()
+    assert not outcome["tf"]

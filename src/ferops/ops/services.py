@@ -182,6 +182,8 @@ def mlflow_server(
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
         "MLFLOW_AUTH_ADMIN_PASSWORD": credentials.password,  # used when the admin is created
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(32),  # one for both workers
+        # No MLflow jobs (GenAI judges) run here: no job consumer process beside the server.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
     command = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth"]
     command += ["--backend-store-uri", backend_store_uri]
