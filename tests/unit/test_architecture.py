@@ -111,7 +111,8 @@ import json, sys
 from typer.testing import CliRunner
 from ferops.cli import app
 result = CliRunner().invoke(app, ["profile", {str(profile)!r}, "--root", {str(tmp_path)!r}])
-print(json.dumps({{"code": result.exit_code, "output": result.output, "tf": "tensorflow" in sys.modules}}))
+tf = "tensorflow" in sys.modules
+print(json.dumps({{"code": result.exit_code, "output": result.output, "tf": tf}}))
 """
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
