@@ -80,14 +80,14 @@ def keras_model_file(tmp_path_factory, tiny_faceset) -> Path:
 TIERS = ("e2e", "model", "integration", "unit")
 
 
-def tier_of(item: pytest.Item) -> str:
-    return Path(item.fspath).relative_to(REPO / "tests").parts[0]
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`-m unit`, `-m "not e2e"` … select by folder: the tier is where a test lives."""
-    for item in items:
-        if (tier := tier_of(item)) in TIERS:
-            item.add_marker(getattr(pytest.mark, tier))
+    """`-m unit`, `-m "not e2e"` … select by folder: the tier is where a test lives. Tiers
+    run in TIERS' order, each file's tests in file order."""
     rank = {tier: position for position, tier in enumerate(TIERS)}
-    items.sort(key=lambda item: rank.get(tier_of(item), len(TIERS)))  # stable: file order kept
+    position = {}
+    for item in items:
+        tier = Path(item.fspath).relative_to(REPO / "tests").parts[0]
+        if tier in rank:
+            item.add_marker(getattr(pytest.mark, tier))
+        position[item.nodeid] = rank.get(tier, len(TIERS))
+    items.sort(key=lambda item: position[item.nodeid])  # stable: file order kept

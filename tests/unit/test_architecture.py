@@ -1,5 +1,6 @@
 """The layers in pyproject.toml's import-linter contracts hold, and would catch a break; the
-ONNX inference path loads neither TensorFlow nor scikit-learn."""
+ONNX inference path loads neither TensorFlow nor scikit-learn, and `ferops profile` no
+TensorFlow."""
 
 from __future__ import annotations
 
@@ -59,6 +60,23 @@ def test_an_upward_import_or_a_cycle_breaks_the_build(tmp_path, module, line, br
     assert f"{broken}" in result.stdout and "BROKEN" in result.stdout, result.stdout
 
 
+def ferops_in_a_fresh_interpreter(args: list[str], cwd: Path) -> dict:
+    """`ferops ARGS` in a new Python process: its exit code, its output, and which of the
+    heavy libraries (TensorFlow, Keras, scikit-learn) it loaded on the way."""
+    script = f"""
+import json, sys
+from typer.testing import CliRunner
+from ferops.cli import app
+result = CliRunner().invoke(app, {args!r})
+heavy = sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules)
+print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": heavy}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=cwd
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("model", ["an onnx file", "the default"])
 def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(
     tmp_path, model, tiny_faceset
@@ -83,18 +101,7 @@ def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(
         image = scene()
         paste(image, detectable(tiny_faceset, 1)[0], 200, 150, 150)
         cv2.imwrite(str(photo), image)
-    script = f"""
-import json, sys
-from typer.testing import CliRunner
-from ferops.cli import app
-result = CliRunner().invoke(app, ["predict", "--json", {str(photo)!r}, *{chosen!r}])
-heavy = sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules)
-print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": heavy}}))
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
-    )
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    outcome = ferops_in_a_fresh_interpreter(["predict", "--json", str(photo), *chosen], tmp_path)
     assert outcome["code"] == 0, outcome["output"]
     assert '"emotion"' in outcome["output"]
     assert outcome["heavy"] == []
@@ -106,18 +113,9 @@ def test_applying_a_profile_loads_no_tensorflow(tmp_path):
     """`ferops profile` edits params.yaml: it starts in half a second, not in six."""
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
     profile = REPO / "params" / "fer2013.yaml"
-    script = f"""
-import json, sys
-from typer.testing import CliRunner
-from ferops.cli import app
-result = CliRunner().invoke(app, ["profile", {str(profile)!r}, "--root", {str(tmp_path)!r}])
-tf = "tensorflow" in sys.modules
-print(json.dumps({{"code": result.exit_code, "output": result.output, "tf": tf}}))
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=tmp_path
+    outcome = ferops_in_a_fresh_interpreter(
+        ["profile", str(profile), "--root", str(tmp_path)], tmp_path
     )
-    outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["code"] == 0 and "setting(s) from" in outcome["output"], outcome["output"]
     assert "image-folder" in (tmp_path / "params.yaml").read_text()
-    assert not outcome["tf"]
+    assert "tensorflow" not in outcome["heavy"]
