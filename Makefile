@@ -11,7 +11,7 @@ export PREFECT_HOME ?= $(abspath .prefect)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install repro test test-fast lint format lock serve relocate clean
+.PHONY: install repro test coverage test-fast lint format lock serve relocate clean
 
 install: $(VENV)/.installed
 
@@ -50,12 +50,18 @@ serve: install
 	  ferops registry check "$(MODEL)" && \
 	  exec mlflow models serve -m "$(MODEL)" --env-manager local -h 127.0.0.1 -p $(PORT)
 
-## CI's command: lint and import contracts, then every tier, with line coverage of src/
-## and the 15 slowest tests at the end. One pytest worker per CPU; each takes whole test
-## files, so the tests of a module run in order in one process, in the order conftest.py
-## gives (slow tiers first; xdist would otherwise start the files with fewest tests last).
+## CI's command: lint and import contracts, then every tier, and the 15 slowest tests at the
+## end. One pytest worker per CPU; each takes whole test files, so the tests of a module run in
+## order in one process, in the order conftest.py gives (slow tiers first; xdist would otherwise
+## start the files with fewest tests last).
+PYTEST_ALL := pytest -n logical --dist loadfile --no-loadscope-reorder --durations=15
 test: install lint
-	pytest -n logical --dist loadfile --no-loadscope-reorder --cov=ferops --cov-report=term:skip-covered --durations=15
+	$(PYTEST_ALL)
+
+## The same suite with line coverage of src/ (Python 3.11's tracer: in-process training and
+## model building run about a quarter slower, so `make test` does not trace).
+coverage: install
+	$(PYTEST_ALL) --cov=ferops --cov-report=term:skip-covered
 
 ## The unit tier alone (pure functions, tiny shapes, no servers, no training): about 30 s on 2 cores.
 test-fast: install

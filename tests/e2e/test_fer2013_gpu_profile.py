@@ -19,9 +19,12 @@ from tests.helpers import (
 NO_TRACKING_URI = {"MLFLOW_TRACKING_URI": ""}  # the project's own store, not the caller's
 
 
-def test_the_readme_recipe_with_the_gpu_profile_trains_the_hyperband_search_winner(tmp_path):
+def test_the_readme_recipe_with_the_gpu_profile_trains_the_hyperband_search_winner(
+    tmp_path, prefect_api
+):
     """The FER2013 recipe of docs/fer2013.md on a tiny image folder: `ferops profile`, `dvc add` the
-    folder, commit, `dvc exp run -S`; the search's winner is the model that is trained."""
+    folder, commit, `dvc exp run -S`; the search's winner is the model that is trained. The
+    search flow reports to the session's Prefect server (a temporary one costs 10 s of CPU)."""
     project = copy_project(tmp_path / "repo")
     run(["ferops", "profile", str(REPO / "params" / "fer2013-gpu.yaml")], project)
     set_params(project, **TINY, **TINY_GPU)
@@ -29,7 +32,8 @@ def test_the_readme_recipe_with_the_gpu_profile_trains_the_hyperband_search_winn
     run(["dvc", "add", "data/raw/faces"], project)
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "tiny faces"], project)
-    run(["dvc", "exp", "run", "-S", "data.path=data/raw/faces"], project, env=NO_TRACKING_URI)
+    env = {**NO_TRACKING_URI, "PREFECT_API_URL": prefect_api}
+    run(["dvc", "exp", "run", "-S", "data.path=data/raw/faces"], project, env=env)
 
     ingested = json.loads((project / "reports" / "ingest.json").read_text())
     assert ingested["source"] == "image-folder" and ingested["path"] == "data/raw/faces"
