@@ -52,6 +52,28 @@ def test_each_attention_layer_survives_a_keras_save_and_load(layer_class, tmp_pa
     np.testing.assert_allclose(loaded(features), model(features), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("layer_class", [SpatialAttention, CBAM])
+def test_training_computes_the_same_attention_map_and_gradients_another_way(layer_class):
+    """Training convolves the pooled maps as one depthwise convolution (it is faster), not
+    with the Conv2D that inference and exports use: the same map, and the same gradients."""
+    import tensorflow as tf
+
+    layer = layer_class()
+    features = tf.constant(np.random.default_rng(2).normal(size=(3, 12, 12, 16)), "float32")
+    layer.build(features.shape)
+    answers, gradients = [], []
+    for training in (False, True):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            out = layer(features, training=training)
+            loss = tf.reduce_sum(out * tf.cos(out))
+        answers.append(out.numpy())
+        gradients.append(tape.gradient(loss, [features, *layer.trainable_weights]))
+    np.testing.assert_allclose(answers[1], answers[0], rtol=1e-5, atol=1e-5)
+    for fast, plain in zip(gradients[1], gradients[0], strict=True):
+        np.testing.assert_allclose(fast.numpy(), plain.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_a_saved_attention_cnn_loads_back_and_predicts_the_same(tmp_path):
     model = build_model(ModelSpec(attention="cbam", width=4, depth=2))
     model.save(tmp_path / "model.keras")

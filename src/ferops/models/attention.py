@@ -32,19 +32,40 @@ class SpatialAttention(layers.Layer):
         self.conv.build((*input_shape[:-1], 2))
         super().build(input_shape)
 
-    def attention_map(self, inputs):
-        """The (N, H, W, 1) weights in [0, 1] this block multiplies its input by."""
+    def attention_map(self, inputs, training: bool = False):
+        """The (N, H, W, 1) weights in [0, 1] this block multiplies its input by. Training
+        computes the same convolution another way (`one_filter_conv`, six times faster); at
+        inference the graph holds the plain Conv2D that exporters and runtimes know."""
         pooled = ops.concatenate(
             [ops.mean(inputs, axis=-1, keepdims=True), ops.max(inputs, axis=-1, keepdims=True)],
             axis=-1,
         )
-        return self.conv(pooled)
+        if not training:
+            return self.conv(pooled)
+        # In float32 whatever the policy: a few maps, at no cost.
+        maps, kernel, bias = (ops.cast(x, "float32") for x in (pooled, *self.conv.weights))
+        convolved = self.conv.activation(one_filter_conv(maps, kernel) + bias)
+        return ops.cast(convolved, pooled.dtype)
 
-    def call(self, inputs):
-        return inputs * self.attention_map(inputs)
+    def call(self, inputs, training: bool = False):
+        return inputs * self.attention_map(inputs, training)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "kernel_size": self.kernel_size}
+
+
+def one_filter_conv(maps, kernel):
+    """`maps` (N, H, W, C) convolved with `kernel` (k, k, C, 1), 'same' padding: Conv2D's
+    answer, computed as one depthwise convolution of a single image whose channels are the
+    batch's N*C maps. oneDNN runs a one-filter Conv2D slowly: forward and backward for 64 maps
+    of 48x48x2 took 126 ms that way and 20 ms this way (AMD EPYC, AVX2), which made the
+    default model's training epochs twice as long as without attention."""
+    height, width, channels = maps.shape[1:]
+    count = ops.shape(maps)[0]
+    folded = ops.reshape(ops.transpose(maps, (1, 2, 0, 3)), (1, height, width, -1))
+    each = ops.depthwise_conv(folded, ops.tile(kernel, (1, 1, count, 1)), padding="same")
+    summed = ops.sum(ops.reshape(each, (height, width, -1, channels)), axis=-1)
+    return ops.expand_dims(ops.transpose(summed, (2, 0, 1)), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="ferops")
