@@ -18,18 +18,11 @@ from ferops.ops.prefect_setup import prefect_defaults
 prefect_defaults()  # before Prefect is imported: its settings are read once
 
 from ferops.cli import RETRAIN_CRON as DEFAULT_CRON  # noqa: E402
-from ferops.cli import app  # noqa: E402
+from ferops.cli import flow_file  # noqa: E402
 from ferops.ops.retrain import retrain_flow  # noqa: E402
 
 __all__ = ["DEFAULT_CRON", "retrain_flow"]
 
 
-def main(args: list[str]) -> None:
-    """`ferops retrain ARGS`, with -v (anywhere) as ferops' own option."""
-    verbose = [arg for arg in args if arg in ("-v", "--verbose")]
-    rest = [arg for arg in args if arg not in verbose]
-    app([*verbose[:1], "retrain", *rest], prog_name="flows/retrain.py")
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    flow_file("flows/retrain.py", ["retrain"], sys.argv[1:])

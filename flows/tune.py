@@ -1,21 +1,23 @@
-"""The tuning flow, runnable on its own: `python flows/tune.py [--trials N] [--storage URL]`.
+"""The search as a Prefect flow, runnable on its own (a deployment's entry point, too): `python
+flows/tune.py [-v] [--trials N] [--storage URL] [--study NAME]` is `ferops tune` with those
+options, which the DVC `tune` stage runs.
 
-The DVC `tune` stage runs the same flow through `ferops tune`.
+The flow lives in `ferops.pipeline.tune`.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 
-from ferops.pipeline.tune import tune_flow
+from ferops.ops.prefect_setup import prefect_defaults
+
+prefect_defaults()  # before Prefect is imported: its settings are read once
+
+from ferops.cli import flow_file  # noqa: E402
+from ferops.pipeline.tune import tune_flow  # noqa: E402
+
+__all__ = ["tune_flow"]
+
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--root", default=".", help="project root (holds params.yaml)")
-    parser.add_argument("--trials", type=int, default=None, help="total trials in the study")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL")
-    parser.add_argument("--study", default=None, help="study name to create or resume")
-    args = parser.parse_args()
-    print(
-        tune_flow(root=args.root, n_trials=args.trials, storage=args.storage, study_name=args.study)
-    )
+    flow_file("flows/tune.py", ["tune"], sys.argv[1:])

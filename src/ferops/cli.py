@@ -568,14 +568,23 @@ def check(
     typer.echo(f"{found.source}: trained on {data}{accuracy}")
 
 
+SPANS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def span(text: str) -> timedelta | None:
+    """30m, 24h, 7d as a duration; None when `text` is not a span."""
+    if len(text) > 1 and text[-1] in SPANS and text[:-1].replace(".", "", 1).isdigit():
+        return timedelta(**{SPANS[text[-1]]: float(text[:-1])})
+    return None
+
+
 def moment(text: str | None) -> datetime | None:
     """--since/--until: an ISO date or time (UTC unless it says otherwise), or a span back
     from now: 30m, 24h, 7d."""
     if text is None:
         return None
-    spans = {"m": "minutes", "h": "hours", "d": "days"}
-    if len(text) > 1 and text[-1] in spans and text[:-1].replace(".", "", 1).isdigit():
-        return datetime.now(UTC) - timedelta(**{spans[text[-1]]: float(text[:-1])})
+    if (back := span(text)) is not None:
+        return datetime.now(UTC) - back
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -604,6 +613,7 @@ LogOption = Annotated[
 
 @app.command()
 def monitor(
+    context: typer.Context,
     root: RootOption = Path(),
     model: Annotated[
         str | None, typer.Option(help="Version to judge; default register's champion.")
@@ -617,11 +627,40 @@ def monitor(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     track: Annotated[bool, typer.Option(help="Log the window to MLflow.")] = True,
+    flow: Annotated[
+        bool,
+        typer.Option(
+            "--flow",
+            help="Judge as the Prefect flow ferops-monitor: the verdict is also its "
+            "ferops-monitor artifact; prints the report as JSON.",
+        ),
+    ] = False,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            metavar="CRON",
+            help="Serve that flow on this cron schedule (UTC) until stopped, e.g. '0 6 * * *' "
+            "(prefect.yaml's daily-monitor).",
+        ),
+    ] = None,
 ) -> None:
     """Judge served answers against the model's evaluation: drift of face brightness,
     contrast and sharpness, of the emotion mix and the confidence, and accuracy estimated
     without labels. Writes reports/monitoring/report.{json,html}; exit 0 whatever the verdict
     (read it from --json's `verdict`: ok, drift or too few answers)."""
+    if flow or every:
+        # The flow reads the log and the reference where the command does by default.
+        plain_only = {
+            "--until": until is not None,
+            "--log": log is not None,
+            "--reference": reference is not None,
+            "--no-track": not track,
+        }
+        if given := [name for name, used in plain_only.items() if used]:
+            raise typer.BadParameter(f"{', '.join(given)}: not with --flow or --every")
+        flow_window = {"hours": _span_hours(since), "last": last, "model": model}
+        _monitor_flow(context, root, flow_window, every)
+        return
     # Deferred on purpose: MLflow, SciPy and matplotlib load only for this command.
     from ferops.ops.monitor import Window
     from ferops.ops.monitor import monitor as run_monitor
@@ -649,6 +688,31 @@ def monitor(
     typer.echo(f"report: {layout.monitoring / 'report.html'}")
 
 
+def _span_hours(since: str | None) -> float | None:
+    """A flow's window moves with each run: --since is a span back from it, not a time."""
+    if since is None:
+        return None
+    if (back := span(since)) is None:
+        raise typer.BadParameter(f"{since!r}: with --flow or --every, a span back (24h, 7d)")
+    return back.total_seconds() / 3600
+
+
+def _monitor_flow(
+    context: typer.Context, root: Path, window: dict[str, Any], every: str | None
+) -> None:
+    """`monitor --flow` once, or served on the `every` schedule; errors as `retrain`'s."""
+    from ferops.ops.monitor_flow import monitor_flow
+
+    parameters = {"root": str(root.resolve()), **window}
+    if every:
+        _in_prefect(
+            context, lambda: monitor_flow.serve(name="scheduled", cron=every, parameters=parameters)
+        )
+        return
+    report = _in_prefect(context, lambda: monitor_flow(**parameters))
+    typer.echo(json.dumps(report, indent=2, default=str))
+
+
 retrain = typer.Typer(
     help="Retrain on a schedule: a Prefect flow that judges the served answers, then runs "
     "`dvc repro` when the data, code or params changed (prefect.yaml deploys the same flow).",
@@ -669,7 +733,7 @@ def retrain_run(
     """Retrain once, now; print the outcome as JSON ("Skipped" when nothing changed)."""
     from ferops.ops.retrain import retrain_flow
 
-    outcome = _retraining(context, lambda: retrain_flow(root=str(root.resolve()), force=force))
+    outcome = _in_prefect(context, lambda: retrain_flow(root=str(root.resolve()), force=force))
     typer.echo(json.dumps(outcome, indent=2, default=str))
 
 
@@ -684,13 +748,13 @@ def retrain_serve(
     from ferops.ops.retrain import retrain_flow
 
     parameters = {"root": str(root.resolve())}
-    _retraining(context, lambda: retrain_flow.serve(name=name, cron=cron, parameters=parameters))
+    _in_prefect(context, lambda: retrain_flow.serve(name=name, cron=cron, parameters=parameters))
 
 
-def _retraining(context: typer.Context, action: Callable[[], T]) -> T:
-    """Run the flow; a failure ends in one line naming the stage and cause (with -v, the
-    traceback). The line is printed at exit: Prefect logs its temporary server's stop from an
-    exit handler, and the reason should be the last line."""
+def _in_prefect(context: typer.Context, action: Callable[[], T]) -> T:
+    """Run a flow (retrain or monitor); a failure ends in one line naming the cause, and the
+    stage where one failed (with -v, the traceback). The line is printed at exit: Prefect logs
+    its temporary server's stop from an exit handler, and the reason should be the last line."""
     from ferops.ops.retrain import quiet_console_tracebacks
 
     verbose = bool(context.find_root().params.get("verbose"))
@@ -766,7 +830,7 @@ def _guard(action: Callable[[], T]) -> T:
 def _user_error(exc: BaseException, *, summary: bool = False) -> str | None:
     """The one mapping from errors to what the user reads: a ferops error's message (its
     one-line summary with `summary`), a temporary Prefect server that did not start; None for
-    anything else. `_guard` and `_retraining` both answer through it."""
+    anything else. `_guard` and `_in_prefect` both answer through it."""
     if isinstance(exc, FeropsError):
         return exc.summary if summary else str(exc)
     return server_start_failure(exc)
@@ -775,6 +839,14 @@ def _user_error(exc: BaseException, *, summary: bool = False) -> str | None:
 def _fail(message: str) -> Any:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
+
+
+def flow_file(prog: str, command: list[str], args: list[str]) -> None:
+    """A flow file's command line (flows/*.py, prefect.yaml's entry points): `ferops COMMAND
+    ARGS`, with -v (anywhere) as ferops' own option."""
+    verbose = [arg for arg in args if arg in ("-v", "--verbose")]
+    rest = [arg for arg in args if arg not in verbose]
+    app([*verbose[:1], *command, *rest], prog_name=prog)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from ferops.kernel.emotions import EMOTIONS
 from ferops.kernel.layout import REFERENCE_FILE, Layout
 from ferops.pipeline.evaluate import run as evaluate
 from tests.helpers import (
+    REPO,
     encoded,
     free_port,
     register_in,
@@ -190,3 +191,40 @@ def test_few_answers_is_a_verdict_and_each_window_is_a_step_in_mlflow(served):
     assert len(history) >= 1 and [m.step for m in history] == list(range(len(history)))
     version = client.get_model_version_by_alias(MODEL, "champion")
     assert version.tags["monitor"].split()[0] in ("ok", "drift")
+
+
+def test_the_flow_file_judges_as_the_command_does_and_publishes_the_verdict(served, prefect_api):
+    """`python flows/monitor.py` (prefect.yaml's entry point, `ferops monitor --flow`): on the
+    same window, the plain command's verdict, reasons and estimate, and the verdict is the
+    `ferops-monitor` artifact the Prefect UI shows."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from ferops.ops.monitor_flow import ARTIFACT_KEY
+
+    root, send = served
+    send(faces_of(np.repeat(np.arange(7), PER_WINDOW // 7), seed=505))
+    window = ["--last", str(PER_WINDOW)]
+    plain = monitor(root, datetime(2000, 1, 1, tzinfo=UTC), *window)
+    assert plain["verdict"] != "too few answers" and plain["estimated_accuracy"] is not None
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "FEROPS_PREDICTION_LOG": str(root / "logs" / "predictions"),
+        "PREFECT_API_URL": prefect_api,
+    }
+    flowed = subprocess.run(
+        [sys.executable, str(REPO / "flows" / "monitor.py"), "--root", str(root), *window],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert flowed.returncode == 0, flowed.stderr[-3000:]
+    judged = json.loads(flowed.stdout)
+    for key in ("verdict", "answers", "reasons", "estimated_accuracy"):
+        assert judged[key] == plain[key], key
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
+            sort="CREATED_DESC",
+            limit=1,
+        )
+    assert f"**{plain['verdict']}**" in artifact.data

@@ -42,3 +42,15 @@ def test_a_bad_params_file_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["ingest", "--root", str(tmp_path)])
     assert result.exit_code == 1
     assert "data.source must be one of" in result.output
+
+
+def test_the_monitor_flow_refuses_what_only_the_plain_command_reads(tmp_path):
+    """`monitor --flow` and `--every`: a window that moves with each run (a span, not a time),
+    and none of the plain command's own options; refused before Prefect loads."""
+    runner = CliRunner()
+    root = ["--root", str(tmp_path)]
+    fixed = runner.invoke(app, ["monitor", "--flow", "--since", "2026-12-01", *root])
+    assert fixed.exit_code == 2 and "a span back (24h, 7d)" in fixed.output
+    mixed = runner.invoke(app, ["monitor", "--every", "0 6 * * *", "--until", "1h", "--no-track"])
+    assert mixed.exit_code == 2
+    assert "--until, --no-track: not with --flow or --every" in mixed.output
