@@ -46,7 +46,7 @@ def test_a_bad_params_file_is_a_one_line_error(tmp_path):
 
 def test_the_monitor_flow_refuses_what_only_the_plain_command_reads(tmp_path):
     """`monitor --flow` and `--every`: a window that moves with each run (a span, not a time),
-    and none of the plain command's own options; refused before Prefect loads."""
+    and none of the plain command's own options: refused before any flow runs."""
     runner = CliRunner()
     root = ["--root", str(tmp_path)]
     fixed = runner.invoke(app, ["monitor", "--flow", "--since", "2026-12-01", *root])
