@@ -395,3 +395,18 @@ def wait_until_serving(
             assert server.poll() is None, f"the server exited:\n{log.read_text()}"
             time.sleep(1)
     raise AssertionError(f"the server did not answer in {limit_s} s:\n{log.read_text()}")
+
+
+def latest_artifact(key: str):
+    """The newest Prefect artifact under `key` in the server this process reports to (what the
+    Prefect UI shows first)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort="CREATED_DESC",
+            limit=1,
+        )
+    return artifact

@@ -35,7 +35,11 @@ from ferops.kernel.errors import FeropsError, first_line
 from ferops.kernel.layout import DEFAULT_TRACKING_DB, Layout
 from ferops.kernel.process import die_with_parent
 from ferops.kernel.quiet import import_tensorflow_quietly, quiet_libraries
-from ferops.ops.prefect_setup import prefect_defaults, server_start_failure
+from ferops.ops.prefect_setup import (
+    prefect_defaults,
+    quiet_console_tracebacks,
+    server_start_failure,
+)
 from ferops.pipeline import STAGES, stage
 
 T = TypeVar("T")
@@ -755,8 +759,6 @@ def _in_prefect(context: typer.Context, action: Callable[[], T]) -> T:
     """Run a flow (retrain or monitor); a failure ends in one line naming the cause, and the
     stage where one failed (with -v, the traceback). The line is printed at exit: Prefect logs
     its temporary server's stop from an exit handler, and the reason should be the last line."""
-    from ferops.ops.retrain import quiet_console_tracebacks
-
     verbose = bool(context.find_root().params.get("verbose"))
     if not verbose:
         quiet_console_tracebacks()

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import REPO, copy_project, make_folder, run, set_params
+from tests.helpers import REPO, copy_project, latest_artifact, make_folder, run, set_params
 
 STAGES = ("ingest", "preprocess", "validate", "tune", "train", "evaluate", "register")
 
@@ -43,18 +43,9 @@ def champion_version(project: Path) -> str:
 
 
 def latest_promotion_artifact():
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
     from ferops.ops.retrain import ARTIFACT_KEY
 
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
-            sort="CREATED_DESC",
-            limit=1,
-        )
-    return artifacts[0]
+    return latest_artifact(ARTIFACT_KEY)
 
 
 def flows_run_during(flow_run_id) -> list[str]:

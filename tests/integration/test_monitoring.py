@@ -32,6 +32,7 @@ from tests.helpers import (
     REPO,
     encoded,
     free_port,
+    latest_artifact,
     register_in,
     tiny_params_file,
     trained_project,
@@ -92,9 +93,8 @@ def served(tmp_path_factory):
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        **served_log(root),
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "FEROPS_PREDICTION_LOG": str(root / "logs" / "predictions"),
         "FEROPS_PREDICTION_LOG_FLUSH_SECONDS": "0.3",
         "FEROPS_SERVED_MODEL": f"models:/{MODEL}@champion",
     }
@@ -125,14 +125,21 @@ def served(tmp_path_factory):
         server.wait()
 
 
+def served_log(root: Path) -> dict[str, str]:
+    """Where `ferops monitor` finds the project's registry and the served answers."""
+    return {
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "FEROPS_PREDICTION_LOG": str(root / "logs" / "predictions"),
+    }
+
+
 def monitor(root: Path, since: datetime, *extra: str) -> dict:
     time.sleep(0.8)  # the server flushes its queue every 0.3 s
     result = CliRunner().invoke(
         app,
         ["monitor", "--root", str(root), "--since", since.isoformat(), "--json", *extra],
-        env={"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-             "FEROPS_PREDICTION_LOG": str(root / "logs" / "predictions")},
-    )  # fmt: skip
+        env=served_log(root),
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -197,9 +204,6 @@ def test_the_flow_file_judges_as_the_command_does_and_publishes_the_verdict(serv
     """`python flows/monitor.py` (prefect.yaml's entry point, `ferops monitor --flow`): on the
     same window, the plain command's verdict, reasons and estimate, and the verdict is the
     `ferops-monitor` artifact the Prefect UI shows."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
     from ferops.ops.monitor_flow import ARTIFACT_KEY
 
     root, send = served
@@ -207,12 +211,7 @@ def test_the_flow_file_judges_as_the_command_does_and_publishes_the_verdict(serv
     window = ["--last", str(PER_WINDOW)]
     plain = monitor(root, datetime(2000, 1, 1, tzinfo=UTC), *window)
     assert plain["verdict"] != "too few answers" and plain["estimated_accuracy"] is not None
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "FEROPS_PREDICTION_LOG": str(root / "logs" / "predictions"),
-        "PREFECT_API_URL": prefect_api,
-    }
+    env = {**os.environ, **served_log(root), "PREFECT_API_URL": prefect_api}
     flowed = subprocess.run(
         [sys.executable, str(REPO / "flows" / "monitor.py"), "--root", str(root), *window],
         env=env, capture_output=True, text=True, timeout=300,
@@ -221,10 +220,4 @@ def test_the_flow_file_judges_as_the_command_does_and_publishes_the_verdict(serv
     judged = json.loads(flowed.stdout)
     for key in ("verdict", "answers", "reasons", "estimated_accuracy"):
         assert judged[key] == plain[key], key
-    with get_client(sync_client=True) as client:
-        (artifact,) = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[ARTIFACT_KEY])),
-            sort="CREATED_DESC",
-            limit=1,
-        )
-    assert f"**{plain['verdict']}**" in artifact.data
+    assert f"**{plain['verdict']}**" in latest_artifact(ARTIFACT_KEY).data

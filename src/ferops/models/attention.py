@@ -43,7 +43,9 @@ class SpatialAttention(layers.Layer):
         if not training:
             return self.conv(pooled)
         # In float32 whatever the policy: a few maps, at no cost.
-        maps, kernel, bias = (ops.cast(x, "float32") for x in (pooled, *self.conv.weights))
+        maps, kernel, bias = (
+            ops.cast(x, "float32") for x in (pooled, self.conv.kernel, self.conv.bias)
+        )
         convolved = self.conv.activation(one_filter_conv(maps, kernel) + bias)
         return ops.cast(convolved, pooled.dtype)
 

@@ -1,8 +1,10 @@
-"""Prefect settings that ferops' entry points (the CLI, flows/retrain.py) set before Prefect is
-imported, and the one line they print when Prefect's temporary server does not start."""
+"""Prefect settings that ferops' entry points (the CLI, the flow files) set before Prefect is
+imported, the one line they print when Prefect's temporary server does not start, and the
+console filter that keeps a failed flow's traceback off the terminal."""
 
 from __future__ import annotations
 
+import logging
 import os
 
 # Without PREFECT_API_URL each flow starts a temporary server; Prefect waits 20 s for it, and on
@@ -28,3 +30,24 @@ def server_start_failure(exc: BaseException) -> str | None:
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run `prefect server start` and "
         "set PREFECT_API_URL=http://127.0.0.1:4200/api"
     )
+
+
+class NoConsoleTraceback(logging.Filter):
+    """For the console handler only: a failure is one line there (`-v` shows the traceback).
+    Prefect's API handler sits on the flow and task loggers, so it formats each record,
+    traceback included, for the UI before the record reaches the root's console handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def quiet_console_tracebacks() -> None:
+    """On the root's console handlers: Prefect's own, or the `ferops` command's (which
+    configures logging before Prefect is imported)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(
+            handler, logging.FileHandler
+        ):
+            handler.addFilter(NoConsoleTraceback())

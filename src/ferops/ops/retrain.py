@@ -10,7 +10,6 @@ was decided and why. A failed run never reaches `register`, so the champion alia
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import subprocess
@@ -63,27 +62,6 @@ def failure_cause(output: str) -> str:
         if said:
             return said[-1]
     return lines[-1] if lines else "no output"
-
-
-class NoConsoleTraceback(logging.Filter):
-    """For the console handler only: a failure is one line there (`-v` shows the traceback).
-    Prefect's API handler sits on the flow and task loggers, so it formats each record,
-    traceback included, for the UI before the record reaches the root's console handler."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info = None
-        record.exc_text = None
-        return True
-
-
-def quiet_console_tracebacks() -> None:
-    """On the root's console handlers: Prefect's own, or the `ferops` command's (which
-    configures logging before Prefect is imported)."""
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(
-            handler, logging.FileHandler
-        ):
-            handler.addFilter(NoConsoleTraceback())
 
 
 def stage_reported_an_error(output: str) -> bool:
