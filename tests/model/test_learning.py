@@ -25,8 +25,8 @@ def test_the_default_model_learns_what_a_linear_model_on_pixels_cannot(tmp_path,
         "data.synthetic.train_per_class": 200,
         "data.synthetic.val_per_class": 40,
         "data.synthetic.test_per_class": 10,
-        "train.epochs": 12,
-        "train.patience": 12,
+        "train.epochs": 10,
+        "train.patience": 10,
     }
     real = load_params(set_params(tmp_path, **reduced))  # the defaults, on less data
     faceset = synthetic_faceset(real.data, seed=real.seed)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ferops.data.faceset import FACE_SHAPE, FaceSet, Split, check_not_empty
 from ferops.imaging.decode import load_face_image
@@ -118,6 +117,8 @@ def _read_split(directory: Path, root: Path, on_bad_image: str, report: FolderRe
 
 
 def _carve_val(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    from sklearn.model_selection import train_test_split  # 1 s to import; most runs never split
+
     indices = np.arange(len(train))
     counts = np.bincount(train.y)
     stratify = train.y if counts[counts > 0].min() >= 2 else None
