@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, tiny_onnx_classifier
+from tests.helpers import REPO, tiny_onnx_classifier, tiny_params_file
 
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
@@ -118,4 +118,14 @@ def test_applying_a_profile_loads_no_tensorflow(tmp_path):
     )
     assert outcome["code"] == 0 and "setting(s) from" in outcome["output"], outcome["output"]
     assert "image-folder" in (tmp_path / "params.yaml").read_text()
+    assert "tensorflow" not in outcome["heavy"]
+
+
+def test_a_params_typo_stops_a_stage_before_tensorflow_loads(tmp_path):
+    """`ferops train` with a misspelt key: the error names it in half a second; TensorFlow's
+    6 s start is paid only by a stage that will run."""
+    tiny_params_file(tmp_path, **{"train.epoch": 3})
+    outcome = ferops_in_a_fresh_interpreter(["train", "--root", str(tmp_path)], tmp_path)
+    assert outcome["code"] == 1, outcome["output"]
+    assert "unknown key train.epoch; did you mean train.epochs?" in outcome["output"]
     assert "tensorflow" not in outcome["heavy"]
