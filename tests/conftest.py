@@ -34,6 +34,14 @@ def share_the_cores() -> None:
 share_the_cores()
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n logical` (make test): one worker more than the machine has cores. The tests spend
+    part of their time waiting (servers starting, subprocesses, HTTP round trips); a spare
+    worker fills those gaps. The whole suite on 2 cores (AMD EPYC, AVX2): 88 % busy with two
+    workers, 96 % with three."""
+    return (os.cpu_count() or 1) + 1
+
+
 @pytest.fixture(scope="session")
 def params(tmp_path_factory) -> Params:
     """The project's real params.yaml shrunk by TINY (tests/helpers.py), read as a stage reads
