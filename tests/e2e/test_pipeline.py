@@ -356,7 +356,8 @@ def test_stopping_the_flow_or_dvc_mid_train_stops_the_trainer_and_a_rerun_comple
     first_run, prefect_api
 ):
     """SIGTERM to the retrain flow, then to `dvc repro`, while `ferops train` runs: no trainer
-    lives on either time; a rerun resumes and finishes, and history, metrics and config agree."""
+    lives on either time; a rerun of train resumes and finishes, and history, metrics and
+    config agree (evaluate and register, which would follow, are the feedback test's)."""
     project, _ = first_run
     # Only settings the search does not read (search.space.TRIAL_TRAIN_SETTINGS): tune stays
     # done, and train alone runs, long enough (epochs of about a second) to be stopped twice
@@ -367,12 +368,12 @@ def test_stopping_the_flow_or_dvc_mid_train_stops_the_trainer_and_a_rerun_comple
     stop_mid_train(project, flow, {"PREFECT_API_URL": prefect_api})
     stop_mid_train(project, [str(Path(sys.executable).parent / "dvc"), "repro"], {})
 
-    run(["dvc", "repro"], project)
+    run(["dvc", "repro", "train"], project)
     metrics = json.loads((project / "reports" / "training" / "metrics.json").read_text())
     logged = pd.read_csv(project / "reports" / "training" / "history.csv")
     assert list(logged["epoch"]) == list(range(1, len(logged) + 1))
     assert metrics["epochs_run"] == len(logged) <= epochs
-    assert "Data and pipelines are up to date" in run(["dvc", "status"], project).stdout
+    assert "Data and pipelines are up to date" in run(["dvc", "status", "train"], project).stdout
 
 
 def test_served_answers_reviewed_and_imported_retrain_a_new_version_through_the_gate(
