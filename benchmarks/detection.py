@@ -32,9 +32,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scenes import scene
 
 from ferops.data.faceset import load_faceset
-from ferops.data.scenes import scene
 from ferops.imaging.faces import BLAZEFACE, HAAR, Box, FaceDetector, crop_face
 
 SIZES = (24, 32, 48, 64, 120, 240, 300)

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scenes import paste, scene
 
 from ferops.data.image_folder import read_image_folder
-from ferops.data.scenes import paste, scene
 from ferops.data.sources import synthetic_faceset
 from ferops.imaging.faces import HAAR, FaceDetector, crop_face, to_grey
 from ferops.inference.export import ExportMismatch, calibration_faces, export_model

@@ -21,8 +21,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from benchmarks.scenes import paste, scene
 from ferops.data.faceset import FaceSet, Split
-from ferops.data.scenes import paste, scene
 from ferops.data.synthetic import balanced_labels, generate_faces
 from ferops.imaging.faces import Box, FaceDetector
 from ferops.kernel.config import TrainConfig

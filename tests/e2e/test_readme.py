@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferops.data.scenes import paste, scene
+from benchmarks.scenes import paste, scene
 from tests.helpers import (
     GIT_IDENTITY,
     REPO,

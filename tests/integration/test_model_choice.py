@@ -16,9 +16,9 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
+from benchmarks.scenes import paste, scene
 from ferops import EmotionRecognizer
 from ferops.cli import app
-from ferops.data.scenes import paste, scene
 from ferops.kernel.config import load_params
 from tests.helpers import (
     REPO,

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 from typer.testing import CliRunner
 
+from benchmarks.scenes import paste, scene
 from ferops.cli import app
-from ferops.data.scenes import paste, scene
 from ferops.imaging.faces import FaceDetector, crop_face
 from ferops.kernel.emotions import EMOTIONS
 from tests.helpers import detectable, write_clip

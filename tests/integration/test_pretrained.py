@@ -10,8 +10,8 @@ import sys
 import cv2
 from typer.testing import CliRunner
 
+from benchmarks.scenes import paste, scene
 from ferops.cli import app
-from ferops.data.scenes import paste, scene
 from ferops.models.shipped import REGISTERED_NAME
 from tests.helpers import REPO, detectable, run
 

@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ferops.data.scenes import paste, scene
+from benchmarks.scenes import paste, scene
 from ferops.kernel.integrity import sha256_file
 from ferops.kernel.layout import Layout
 from ferops.prediction_log.store import read_log

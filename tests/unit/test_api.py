@@ -42,8 +42,8 @@ def test_emotion_recognizer_reads_paths_arrays_and_pil_images_and_videos(tmp_pat
     three; a video gives a DataFrame timeline that names the model."""
     from PIL import Image
 
+    from benchmarks.scenes import paste, scene
     from ferops import EmotionRecognizer
-    from ferops.data.scenes import paste, scene
     from tests.helpers import detectable, write_clip
 
     tiny_onnx_classifier(tmp_path / "tiny.onnx")

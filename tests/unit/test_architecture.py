@@ -87,7 +87,7 @@ def test_predicting_with_an_onnx_model_loads_neither_tensorflow_nor_sklearn(
     import cv2
     import numpy as np
 
-    from ferops.data.scenes import paste, scene
+    from benchmarks.scenes import paste, scene
     from tests.helpers import detectable
 
     onnx = tmp_path / "model.onnx"

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferops.data.scenes import paste, scene
+from benchmarks.scenes import paste, scene
 from ferops.imaging.faces import Box, FaceDetector, crop_face, eye_angle
 from ferops.kernel.errors import DataError
 from tests.helpers import detectable, found

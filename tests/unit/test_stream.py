@@ -41,7 +41,7 @@ def test_faces_are_followed_between_whole_frame_searches_and_new_ones_found_at_t
     search), and one that leaves is dropped at once."""
     import cv2
 
-    from ferops.data.scenes import paste, scene
+    from benchmarks.scenes import paste, scene
     from ferops.inference.video import FaceFinder
     from tests.helpers import detectable
 

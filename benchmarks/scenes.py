@@ -1,7 +1,9 @@
 """Synthetic photos: generated faces pasted onto a face-free background, at known places.
 
-Tests, the demo and benchmarks/inference.py use them wherever a real photo or video would
-otherwise have to be downloaded.
+The benchmarks (detection, inference) and the tests use them wherever a real photo or video
+would otherwise have to be downloaded. Not part of the package: ferops itself never makes
+one. The benchmark scripts import it as `scenes` (their folder is on the path when run as
+`python benchmarks/NAME.py`), the tests as `benchmarks.scenes`.
 """
 
 from __future__ import annotations
