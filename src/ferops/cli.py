@@ -89,9 +89,10 @@ def main(
     global _loads_tensorflow
     die_with_parent()
     prefect_defaults()
+    # Set on every call: a process may run several commands (the Python API, tests).
+    _loads_tensorflow = not verbose and context.invoked_subcommand in TENSORFLOW_COMMANDS
     if not verbose:
         quiet_libraries()
-        _loads_tensorflow = context.invoked_subcommand in TENSORFLOW_COMMANDS
     # Our own messages at INFO; third-party libraries (GX, TF, MLflow) only when they warn.
     logging.basicConfig(
         level=logging.WARNING,
