@@ -4,6 +4,13 @@ marked with its tier (its folder): unit, integration, model or e2e."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -11,7 +18,7 @@ import pytest
 from ferops.data.faceset import FaceSet
 from ferops.data.sources import synthetic_faceset
 from ferops.kernel.config import Params, load_params
-from tests.helpers import REPO, tiny_params_file
+from tests.helpers import REPO, free_port, tiny_params_file
 
 # Keep third-party tooling quiet and offline in every test.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -34,6 +41,13 @@ def share_the_cores() -> None:
 share_the_cores()
 
 
+def only_unit_tests(config: pytest.Config) -> bool:
+    """Whether the command line names only paths under tests/unit."""
+    unit = REPO / "tests" / "unit"
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(path.is_relative_to(unit) for path in paths)
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n logical` (make test): one worker more than the machine has cores, unless only unit
     tests run. The slower tiers spend part of their time waiting (servers starting,
@@ -41,9 +55,57 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     cores (AMD EPYC, AVX2) was 88 % busy with two workers, 95 % with three. Unit tests never
     wait, and a third worker only adds its start-up (the unit tier: 29 s on two, 38 s on three)."""
     cores = os.cpu_count() or 1
-    unit = REPO / "tests" / "unit"
-    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
-    return cores if paths and all(path.is_relative_to(unit) for path in paths) else cores + 1
+    return cores if only_unit_tests(config) else cores + 1
+
+
+# Under pytest-xdist the controller starts one Prefect server for all workers and hands them
+# its API URL (and its log) in these variables; see `pytest_configure`.
+SHARED_PREFECT_API = "FEROPS_TESTS_PREFECT_API_URL"
+SHARED_PREFECT_LOG = "FEROPS_TESTS_PREFECT_LOG"
+_shared_prefect = pytest.StashKey[tuple[subprocess.Popen, Path]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The controller of a parallel run (not unit tests alone) starts one Prefect server, with
+    a temporary database, for every worker's `prefect_api`: a server per worker migrated its
+    own database (14 s of CPU each on a 2-core AMD EPYC) and idled through the run. It starts
+    in the background while the workers start; the fixture waits for it. Each test that reads
+    the server filters by its own flow run, so the workers' runs do not mix."""
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    if only_unit_tests(config):
+        return
+    home = Path(tempfile.mkdtemp(prefix="ferops-tests-prefect-"))
+    port = free_port()
+    log = home / "server.log"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [*command, "--port", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    os.environ[SHARED_PREFECT_API] = f"http://127.0.0.1:{port}/api"
+    os.environ[SHARED_PREFECT_LOG] = str(log)
+    config.stash[_shared_prefect] = (server, home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = config.stash.get(_shared_prefect, None)
+    if shared is not None:
+        from ferops.kernel.process import stop_group
+
+        server, home = shared
+        stop_group(server)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +123,32 @@ def tiny_faceset(params: Params) -> FaceSet:
 
 @pytest.fixture(scope="session")
 def prefect_api() -> str:
-    """One real Prefect server (temporary database) for the whole session; yields its API URL."""
-    from prefect.settings import PREFECT_API_URL
+    """One real Prefect server (temporary database) for the whole run, which flows in this
+    process report to; yields its API URL. Under pytest-xdist, the controller's (shared by
+    the workers); in a serial run, Prefect's test harness."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield PREFECT_API_URL.value()
+    shared = os.environ.get(SHARED_PREFECT_API)
+    if shared is None:
+        with prefect_test_harness(server_startup_timeout=120):
+            yield PREFECT_API_URL.value()
+        return
+    wait_until_healthy(shared, Path(os.environ[SHARED_PREFECT_LOG]))
+    with temporary_settings({PREFECT_API_URL: shared}):
+        yield shared
+
+
+def wait_until_healthy(api: str, log: Path, seconds: float = 180) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.5)
+    raise AssertionError(f"the shared Prefect server at {api} never answered:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")

@@ -48,16 +48,21 @@ def latest_promotion_artifact():
     return latest_artifact(ARTIFACT_KEY)
 
 
-def flows_run_during(flow_run_id) -> list[str]:
-    """Names of the flows that started in this server while the given flow run ran."""
+def search_flow_run(project: Path) -> tuple[str, object]:
+    """The flow name and run of the Prefect flow run that ran the project's search, found from
+    the search's MLflow parent run (its tag), so other workers' runs on the same server do not
+    count."""
+    from mlflow import MlflowClient
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
 
+    from ferops.pipeline.tune import FLOW_RUN_TAG
+
+    tracking = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in tracking.search_experiments()]
+    (search,) = tracking.search_runs(experiments, f"tags.`{FLOW_RUN_TAG}` LIKE '%'")
     with get_client(sync_client=True) as client:
-        outer = client.read_flow_run(flow_run_id)
-        during = FlowRunFilterStartTime(after_=outer.start_time, before_=outer.end_time)
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(start_time=during))
-        return [client.read_flow(run.flow_id).name for run in runs if run.id != outer.id]
+        flow_run = client.read_flow_run(search.data.tags[FLOW_RUN_TAG])
+        return client.read_flow(flow_run.flow_id).name, flow_run
 
 
 def repro_attempts(flow_run_id) -> int:
@@ -99,6 +104,8 @@ def latest_repro_task_log() -> str:
 
 
 def test_the_first_retrain_runs_every_stage_and_publishes_the_decision(first_run):
+    from prefect.client.orchestration import get_client
+
     project, result = first_run
     assert result["retrained"] and set(STAGES) <= set(result["changed"])
     assert result["alias"] == "champion" and result["version"] == 1 and result["register_ran"]
@@ -140,8 +147,12 @@ def test_the_first_retrain_runs_every_stage_and_publishes_the_decision(first_run
     for stage in STAGES:
         assert f"Running stage '{stage}'" in task_log, stage
     assert "test accuracy" in task_log  # evaluate's own line
-    # The tune stage's search flow reported to the retrain's server, next to it.
-    assert flows_run_during(artifact.flow_run_id) == ["ferops-tune"]
+    # The tune stage's search flow reported to the retrain's server, inside the retrain.
+    name, search = search_flow_run(project)
+    with get_client(sync_client=True) as client:
+        retrain = client.read_flow_run(artifact.flow_run_id)
+    assert name == "ferops-tune"
+    assert retrain.start_time < search.start_time < search.end_time < retrain.end_time
 
 
 def test_nothing_changed_means_no_retraining_unless_forced(first_run):

@@ -18,7 +18,7 @@ from typing import Any
 import mlflow
 import optuna
 from mlflow import MlflowClient
-from prefect import flow, task
+from prefect import flow, runtime, task
 from prefect.cache_policies import NO_CACHE
 
 from ferops.data.faceset import FaceSet
@@ -141,6 +141,10 @@ def _tracked(search: Search) -> tuple[str, str]:
     return experiment_id, parent_id
 
 
+#: The search's parent MLflow run carries the id of the Prefect flow run that last ran it.
+FLOW_RUN_TAG = "prefect.flow_run_id"
+
+
 @flow(name="ferops-tune", log_prints=True)
 def tune_flow(
     root: str = ".",
@@ -157,6 +161,9 @@ def tune_flow(
     experiment_id, parent_id = _tracked(search)
     started = time.perf_counter()
     with mlflow.start_run(run_id=parent_id):
+        # From the search's MLflow run to the Prefect flow run that last ran it (its logs,
+        # its tasks): the two UIs know the same search by different ids.
+        mlflow.set_tag(FLOW_RUN_TAG, str(runtime.flow_run.id))
         search.run_trials(worker_name(), tracked_runner(search, experiment_id, parent_id))
         return publish_study(
             search.study,
