@@ -410,3 +410,20 @@ def latest_artifact(key: str):
             limit=1,
         )
     return artifact
+
+
+def ferops_in_a_fresh_interpreter(args: list[str], cwd: Path) -> dict:
+    """`ferops ARGS` in a new Python process: its exit code, its output, and which of the
+    heavy libraries (TensorFlow, Keras, scikit-learn) it loaded on the way."""
+    script = f"""
+import json, sys
+from typer.testing import CliRunner
+from ferops.cli import app
+result = CliRunner().invoke(app, {args!r})
+heavy = sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules)
+print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": heavy}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=cwd
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -549,8 +549,8 @@ app.add_typer(registry, name="registry")
 @registry.command("import-pretrained")
 def import_pretrained(root: RootOption = Path()) -> None:
     """Register the shipped pretrained FER2013 model as models:/fer2013-pretrained@champion."""
-    import_tensorflow_quietly()  # the model is loaded to export and check it: no C++ lines
-    # Deferred on purpose: MLflow and Keras load only for the commands that use them.
+    # Deferred on purpose: MLflow loads only for the commands that use it (and never
+    # TensorFlow here: the shipped model's checked ONNX export is logged as it is).
     from ferops.registry.pretrained import import_pretrained as run_import
 
     layout = Layout(root)

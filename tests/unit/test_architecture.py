@@ -4,7 +4,6 @@ TensorFlow."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -13,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, tiny_onnx_classifier, tiny_params_file
+from tests.helpers import (
+    REPO,
+    ferops_in_a_fresh_interpreter,
+    tiny_onnx_classifier,
+    tiny_params_file,
+)
 
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
@@ -58,23 +62,6 @@ def test_an_upward_import_or_a_cycle_breaks_the_build(tmp_path, module, line, br
     result = lint_imports(src)
     assert result.returncode != 0
     assert f"{broken}" in result.stdout and "BROKEN" in result.stdout, result.stdout
-
-
-def ferops_in_a_fresh_interpreter(args: list[str], cwd: Path) -> dict:
-    """`ferops ARGS` in a new Python process: its exit code, its output, and which of the
-    heavy libraries (TensorFlow, Keras, scikit-learn) it loaded on the way."""
-    script = f"""
-import json, sys
-from typer.testing import CliRunner
-from ferops.cli import app
-result = CliRunner().invoke(app, {args!r})
-heavy = sorted(m for m in ("tensorflow", "keras", "sklearn") if m in sys.modules)
-print(json.dumps({{"code": result.exit_code, "output": result.output, "heavy": heavy}}))
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=cwd
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("model", ["an onnx file", "the default"])

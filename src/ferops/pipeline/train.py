@@ -32,6 +32,7 @@ from ferops.kernel.layout import Layout, recorded_uri
 from ferops.kernel.model_spec import ModelSpec
 from ferops.kernel.process import sole_owner
 from ferops.models.builders import build_model_under
+from ferops.training.epoch_metrics import EpochMetricsToMlflow
 from ferops.training.fit import (
     AtomicBackupAndRestore,
     LogEpochs,
@@ -46,7 +47,6 @@ from ferops.training.fit import (
     seed_everything,
 )
 from ferops.training.tracking import (
-    EpochMetricsToMlflow,
     dataset_digest,
     flatten,
     use_experiment,

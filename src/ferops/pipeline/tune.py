@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from ferops.data.faceset import FaceSet
 from ferops.kernel.config import Params
 from ferops.kernel.layout import Layout
+from ferops.training.epoch_metrics import EpochMetricsToMlflow
 from ferops.training.search.reports import best_candidate, write_tuning_reports
 from ferops.training.search.space import default_study_name, suggest
 from ferops.training.search.storage import study_lock, worker_name
@@ -35,7 +36,6 @@ from ferops.training.search.trials import (
     untracked_search,
 )
 from ferops.training.tracking import (
-    EpochMetricsToMlflow,
     log_search_space,
     log_study_summary,
     trial_run_tags,

@@ -14,7 +14,6 @@ from ferops.data.sources import synthetic_faceset
 from ferops.kernel.config import CHAMPION, Params, alias_uri
 from ferops.kernel.integrity import digest_tags
 from ferops.kernel.layout import Layout
-from ferops.models.builders import load_model
 from ferops.models.shipped import ACCURATE, MODEL_CARD, REGISTERED_NAME
 from ferops.registry.publish import log_pyfunc, register_version
 from ferops.training.tracking import TRAINING_EXPERIMENT
@@ -25,7 +24,7 @@ log = logging.getLogger(__name__)
 def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
     """Register the shipped model as a new version of `fer2013-pretrained`, alias champion."""
     path = ACCURATE.verified()
-    # Faces for the ONNX parity check and the input example: generated, so no data is needed.
+    # Faces for the input example: generated, so no data is needed.
     few = dataclasses.replace(
         params.data.synthetic, train_per_class=1, val_per_class=1, test_per_class=10
     )
@@ -38,7 +37,12 @@ def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
         mlflow.log_metrics({f"test_{k}": v for k, v in ACCURATE.test_metrics.items()})
         mlflow.log_artifact(str(MODEL_CARD))
         logged = log_pyfunc(
-            load_model(path), path, ACCURATE.preprocessing(), faces, trained_on=ACCURATE.trained_on
+            None,
+            path,
+            ACCURATE.preprocessing(),
+            faces,
+            trained_on=ACCURATE.trained_on,
+            onnx_export=ACCURATE.verified_onnx_export(),
         )
     name = REGISTERED_NAME
     version = register_version(

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import io
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
 from ferops.imaging.contrast import PREPROCESSING_FILE, Preprocessing
-from ferops.inference.export import export_model
 from ferops.kernel.integrity import file_digests
 from ferops.registry.pyfunc import PROBABILITY_COLUMNS
 
@@ -92,6 +92,7 @@ def log_pyfunc(
     *,
     trained_on: str,
     step: int = 0,
+    onnx_export: Path | None = None,
 ) -> LoggedPyfunc:
     """Log the served pyfunc to the active run: the Keras file, its ONNX export (the fast path
     the pyfunc prefers; refused, failing the caller, unless it matches Keras within 1e-4 on
@@ -99,12 +100,20 @@ def log_pyfunc(
     code. The caller records the digests on the registry version too. `trained_on` (the data
     source) travels in the model config, so the served model can warn when it is synthetic.
     MLflow copies the run's metrics at `step` onto the logged model's page: pass a step the
-    run's curves do not use (`unused_step`) when the model's own figures are logged apart."""
+    run's curves do not use (`unused_step`) when the model's own figures are logged apart.
+    `onnx_export`: an export already checked (the shipped model's, verified by its digest),
+    logged as it is; `model` is then not needed, and TensorFlow never loads."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Path(tmp) / PREPROCESSING_FILE
         preprocessing.save(settings)
         onnx_path = Path(tmp) / "model.onnx"
-        export_model(model, "onnx", onnx_path, faces[:64])
+        if onnx_export is None:
+            # Deferred on purpose: exporting loads TensorFlow, logging a checked export not.
+            from ferops.inference.export import export_model
+
+            export_model(model, "onnx", onnx_path, faces[:64])
+        else:
+            shutil.copyfile(onnx_export, onnx_path)
         artifacts = {"keras_model": model_path, "onnx_model": onnx_path, "preprocessing": settings}
         digests = file_digests(artifacts.values())
         if len(digests) != len(artifacts):

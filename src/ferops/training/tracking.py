@@ -1,4 +1,5 @@
-"""MLflow wiring: where runs go, how experiments are named, and per-epoch logging."""
+"""MLflow wiring: where runs go, how experiments are named, what a search logs. Keras-free, so
+registering a shipped model never loads TensorFlow; the per-epoch callback is epoch_metrics.py."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import keras
 
 from ferops.kernel.config import DataConfig
 from ferops.kernel.layout import tracking_uri
@@ -90,24 +89,6 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
-
-
-class EpochMetricsToMlflow(keras.callbacks.Callback):
-    """Logs every epoch's loss, accuracy and learning rate to one MLflow run."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__()
-        self.run_id = run_id
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-        import time
-
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [Metric(key, float(value), now, epoch) for key, value in (logs or {}).items()]
-        MlflowClient().log_batch(self.run_id, metrics=metrics)
 
 
 def trial_run_tags(parent_run_id: str, trial: int, study_name: str, worker: str) -> dict[str, str]:
