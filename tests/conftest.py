@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -68,7 +67,7 @@ _shared_prefect = pytest.StashKey[tuple[subprocess.Popen, Path]]()
 def pytest_configure(config: pytest.Config) -> None:
     """The controller of a parallel run (not unit tests alone) starts one Prefect server, with
     a temporary database, for every worker's `prefect_api`: a server per worker migrated its
-    own database (14 s of CPU each on a 2-core AMD EPYC) and idled through the run. It starts
+    own database (10 to 14 s of CPU each on a 2-core AMD EPYC) and idled through the run. It starts
     in the background while the workers start; the fixture waits for it. Each test that reads
     the server filters by its own flow run, so the workers' runs do not mix."""
     if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
@@ -106,6 +105,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         server, home = shared
         stop_group(server)
         shutil.rmtree(home, ignore_errors=True)
+        for variable in (SHARED_PREFECT_API, SHARED_PREFECT_LOG):
+            os.environ.pop(variable, None)
 
 
 @pytest.fixture(scope="session")
@@ -146,8 +147,9 @@ def wait_until_healthy(api: str, log: Path, seconds: float = 180) -> None:
             with urllib.request.urlopen(f"{api}/health", timeout=2) as response:
                 if response.status == 200:
                     return
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.5)
+        except OSError:  # not listening yet (urllib's URLError is an OSError)
+            pass
+        time.sleep(0.5)
     raise AssertionError(f"the shared Prefect server at {api} never answered:\n{log.read_text()}")
 
 
