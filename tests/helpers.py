@@ -28,6 +28,7 @@ from ferops.imaging.faces import Box, FaceDetector
 from ferops.kernel.config import TrainConfig
 from ferops.kernel.layout import Layout
 from ferops.kernel.model_spec import ModelSpec
+from ferops.ops.services import free_port  # noqa: F401  (tests import it from here)
 from ferops.registry.pyfunc import MAX_IMAGE_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -369,14 +370,6 @@ def readme_blocks(path: Path = REPO / "README.md") -> list[ReadmeBlock]:
             i = end
         i += 1
     return blocks
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_serving(

@@ -19,7 +19,7 @@ def drop_lossless_input_quantization(model: Any) -> int:
     in float, and the outputs are the same to the bit (the fast model, 5,000 random faces).
     Returns the pairs removed."""
     graph = model.graph
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants = {t.name: t for t in graph.initializer}  # read as arrays only where needed
     typed = shape_inference.infer_shapes(model).graph
     types = {
         value.name: value.type.tensor_type.elem_type
@@ -32,15 +32,18 @@ def drop_lossless_input_quantization(model: Any) -> int:
 
     def identity(quantize: Any) -> bool:
         scale, zero = (constants.get(name) for name in quantize.input[1:3])
-        return scale is not None and zero is not None and float(scale) == 1 and int(zero) == 0
+        if scale is None or zero is None:
+            return False
+        return float(numpy_helper.to_array(scale)) == 1 and int(numpy_helper.to_array(zero)) == 0
 
     dropped = []
     uint8 = TensorProto.UINT8
     casts = [n for n in graph.node if n.op_type == "Cast" and types.get(n.input[0]) == uint8]
     for cast in casts:
-        (quantize, *others) = readers.get(cast.output[0], [None])
-        if others or quantize is None or quantize.op_type != "QuantizeLinear":
+        after_cast = readers.get(cast.output[0], [])
+        if len(after_cast) != 1 or after_cast[0].op_type != "QuantizeLinear":
             continue
+        quantize = after_cast[0]
         dequantizes = readers.get(quantize.output[0], [])
         if not identity(quantize) or any(n.op_type != "DequantizeLinear" for n in dequantizes):
             continue

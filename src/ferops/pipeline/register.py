@@ -30,7 +30,7 @@ from ferops.kernel.integrity import digest_tags
 from ferops.kernel.layout import Layout, tracking_uri
 from ferops.models.builders import load_model
 from ferops.registry.gate import GateDecision, gate
-from ferops.registry.publish import log_pyfunc, register_version, unused_step
+from ferops.registry.publish import log_trained_pyfunc, register_version, unused_step
 from ferops.training.tracking import resumed_run
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def run(params: Params, layout: Layout) -> dict[str, Any]:
     trained_on = params.data.source
     with resumed_run(run["run_id"]):
         preprocessing = Preprocessing.load(model_path.with_suffix(".json"))
-        logged = log_pyfunc(
+        logged = log_trained_pyfunc(
             candidate,
             model_path,
             preprocessing,

@@ -37,12 +37,11 @@ def import_pretrained(params: Params, layout: Layout) -> dict[str, Any]:
         mlflow.log_metrics({f"test_{k}": v for k, v in ACCURATE.test_metrics.items()})
         mlflow.log_artifact(str(MODEL_CARD))
         logged = log_pyfunc(
-            None,
             path,
+            ACCURATE.verified_onnx_export(),
             ACCURATE.preprocessing(),
             faces,
             trained_on=ACCURATE.trained_on,
-            onnx_export=ACCURATE.verified_onnx_export(),
         )
     name = REGISTERED_NAME
     version = register_version(

@@ -84,7 +84,7 @@ def pinned_requirements() -> list[str]:
     return pins
 
 
-def log_pyfunc(
+def log_trained_pyfunc(
     model: Any,
     model_path: Path,
     preprocessing: Preprocessing,
@@ -92,28 +92,41 @@ def log_pyfunc(
     *,
     trained_on: str,
     step: int = 0,
-    onnx_export: Path | None = None,
 ) -> LoggedPyfunc:
-    """Log the served pyfunc to the active run: the Keras file, its ONNX export (the fast path
-    the pyfunc prefers; refused, failing the caller, unless it matches Keras within 1e-4 on
-    `faces`), the Preprocessing, their digests, a signature, a real input example and the
-    code. The caller records the digests on the registry version too. `trained_on` (the data
-    source) travels in the model config, so the served model can warn when it is synthetic.
-    MLflow copies the run's metrics at `step` onto the logged model's page: pass a step the
-    run's curves do not use (`unused_step`) when the model's own figures are logged apart.
-    `onnx_export`: an export already checked (the shipped model's, verified by its digest),
-    logged as it is; `model` is then not needed, and TensorFlow never loads."""
+    """`log_pyfunc` for a model just trained: its ONNX export is made here and refused,
+    failing the caller, unless it matches Keras within 1e-4 on `faces`."""
+    # Deferred on purpose: exporting loads TensorFlow; logging a checked export does not.
+    from ferops.inference.export import export_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_export = Path(tmp) / "model.onnx"
+        export_model(model, "onnx", onnx_export, faces[:64])
+        return log_pyfunc(
+            model_path, onnx_export, preprocessing, faces, trained_on=trained_on, step=step
+        )
+
+
+def log_pyfunc(
+    model_path: Path,
+    onnx_export: Path,
+    preprocessing: Preprocessing,
+    faces: np.ndarray,
+    *,
+    trained_on: str,
+    step: int = 0,
+) -> LoggedPyfunc:
+    """Log the served pyfunc to the active run: the Keras file, its checked ONNX export (the
+    fast path the pyfunc prefers; logged as `model.onnx`), the Preprocessing, their digests, a
+    signature, a real input example from `faces` and the code. The caller records the digests
+    on the registry version too. `trained_on` (the data source) travels in the model config,
+    so the served model can warn when it is synthetic. MLflow copies the run's metrics at
+    `step` onto the logged model's page: pass a step the run's curves do not use
+    (`unused_step`) when the model's own figures are logged apart."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = Path(tmp) / PREPROCESSING_FILE
         preprocessing.save(settings)
         onnx_path = Path(tmp) / "model.onnx"
-        if onnx_export is None:
-            # Deferred on purpose: exporting loads TensorFlow, logging a checked export not.
-            from ferops.inference.export import export_model
-
-            export_model(model, "onnx", onnx_path, faces[:64])
-        else:
-            shutil.copyfile(onnx_export, onnx_path)
+        shutil.copyfile(onnx_export, onnx_path)
         artifacts = {"keras_model": model_path, "onnx_model": onnx_path, "preprocessing": settings}
         digests = file_digests(artifacts.values())
         if len(digests) != len(artifacts):
