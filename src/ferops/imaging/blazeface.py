@@ -12,6 +12,7 @@ run on LiteRT, never TensorFlow.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,10 @@ OVERLAP = 0.3  # IoU above which two boxes are one face
 # PublicTest's faces pasted upright into scenes (benchmarks/detection.py --framing).
 BOX_IN_FACE = 0.822
 CENTRE_BELOW = 0.076
+# LiteRT's threads a pass: two took a pass from 1.06 to 0.60 ms and `ferops stream` from 270 to
+# 367 frames/s (one face; 130 to 171 with four) on a 2-core AMD EPYC (AVX512), the same faces
+# found (docs/performance.md, "Finding faces"); more than two barely pay for a 128x128 input.
+THREADS = min(2, os.cpu_count() or 1)
 
 
 def anchor_centres() -> np.ndarray:
@@ -51,14 +56,16 @@ def anchor_centres() -> np.ndarray:
 class BlazeFace:
     """Faces in a grey image as (x, y, w, h) boxes with scores."""
 
-    def __init__(self, model: Path = MODEL, *, threshold: float = 0.5) -> None:
+    def __init__(
+        self, model: Path = MODEL, *, threshold: float = 0.5, threads: int = THREADS
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         if model == MODEL and sha256_file(model) != SHA256:
             raise DataError(f"{model}: not the BlazeFace file ferops ships (sha256 differs)")
         self.threshold = threshold
         self.anchors = anchor_centres()
-        self.interpreter = Interpreter(model_path=str(model), num_threads=1)
+        self.interpreter = Interpreter(model_path=str(model), num_threads=threads)
         with native_stderr_closed():
             self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
