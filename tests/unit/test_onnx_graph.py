@@ -166,6 +166,18 @@ def test_a_face_requantized_at_another_scale_keeps_its_quantization():
     assert len(model.graph.node) == 4
 
 
+def test_a_cast_face_read_by_anything_but_a_rescale_is_left_alone():
+    nodes = [
+        helper.make_node("Cast", ["face"], ["real"], to=TensorProto.FLOAT),
+        helper.make_node("Relu", ["real"], ["out"]),
+    ]
+    face = helper.make_tensor_value_info("face", TensorProto.UINT8, [None, 256])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [None, 256])
+    model = model_of(nodes, [face], [out], [])
+    assert quantize_the_face_as_it_comes(model) == 0
+    assert [node.op_type for node in model.graph.node] == ["Cast", "Relu"]
+
+
 def test_a_computed_flatten_shape_becomes_a_constant_and_any_batch_still_flattens():
     model = flattening_graph()
     batches = [np.random.default_rng(n).random((n, 2, 3, 2), np.float32) for n in (1, 3)]

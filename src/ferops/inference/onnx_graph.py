@@ -78,8 +78,10 @@ def quantize_the_face_as_it_comes(model: Any) -> int:
     rewritten = 0
     for cast in _uint8_casts(model):
         for rescale in _readers(graph).get(cast.output[0], []):
+            if rescale.op_type != "Mul" or rescale.input[0] != cast.output[0]:
+                continue
             factor = _constant(rescale.input[1], constants, makers)
-            if rescale.op_type != "Mul" or rescale.input[0] != cast.output[0] or factor is None:
+            if factor is None:
                 continue
             for quantize in _readers(graph).get(rescale.output[0], []):
                 if quantize.op_type != "QuantizeLinear" or len(quantize.input) < 3:
@@ -157,12 +159,13 @@ def dequantize_single_channel_convolutions(model: Any) -> int:
         if any(value is None for value in values):
             continue
         values[0] = (values[0] * scale).astype(np.float32)
+        own = conv.output[0]  # names of this convolution's own, as readers may share a source
         for slot, value in enumerate(values, start=1):
-            name = f"{conv.input[slot]}_float"
+            name = f"{own}_float_{'weight' if slot == 1 else 'bias'}"
             graph.initializer.append(numpy_helper.from_array(value, name))
             conv.input[slot] = name
         cast = helper.make_node(
-            "Cast", [source.input[0]], [f"{source.input[0]}_float"], to=TensorProto.FLOAT
+            "Cast", [source.input[0]], [f"{own}_float_input"], to=TensorProto.FLOAT
         )
         graph.node.insert(list(graph.node).index(conv), cast)
         conv.input[0] = cast.output[0]
