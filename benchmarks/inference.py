@@ -215,8 +215,8 @@ def video_fps(
     them. Each video's face detections (frames x faces found) go to stderr: following faces
     between whole-frame searches must not lose them."""
     runs: dict[str, list[list[float]]] = {name: [[] for _ in videos] for name in setups}
+    order = list(setups.items())
     for turn in range(rounds):
-        order = list(setups.items())
         for name, (detector, classifier, redetect) in order[:: 1 if turn % 2 == 0 else -1]:
             for column, (count, video) in enumerate(videos.items()):
                 result = run_stream(str(video), detector, classifier, redetect=redetect)

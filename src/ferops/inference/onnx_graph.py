@@ -75,26 +75,26 @@ def quantize_the_face_as_it_comes(model: Any) -> int:
     graph = model.graph
     constants = {t.name: t for t in graph.initializer}
     makers = {output: node for node in graph.node for output in node.output}
+    readers = _readers(graph)  # rewiring below changes only what the quantizations' readers read
     rewritten = 0
     for cast in _uint8_casts(model):
-        for rescale in _readers(graph).get(cast.output[0], []):
+        for rescale in readers.get(cast.output[0], []):
             if rescale.op_type != "Mul" or rescale.input[0] != cast.output[0]:
                 continue
             factor = _constant(rescale.input[1], constants, makers)
-            if factor is None:
+            if factor is None or factor.size != 1:
                 continue
-            for quantize in _readers(graph).get(rescale.output[0], []):
+            for quantize in readers.get(rescale.output[0], []):
                 if quantize.op_type != "QuantizeLinear" or len(quantize.input) < 3:
                     continue
                 scale, zero = (constants.get(name) for name in quantize.input[1:3])
                 if scale is None or zero is None or zero.data_type != TensorProto.UINT8:
                     continue
-                if factor.size != 1 or numpy_helper.to_array(scale).size != 1:
+                step, offset = numpy_helper.to_array(scale), numpy_helper.to_array(zero)
+                if step.size != 1:
                     continue
                 # As ONNX Runtime computes it: float32 product, division, round half to even.
-                rescaled = UINT8_VALUES * factor.astype(np.float32)
-                quantized = np.round(rescaled / numpy_helper.to_array(scale)).astype(np.float32)
-                quantized += numpy_helper.to_array(zero).astype(np.float32)
+                quantized = np.round(UINT8_VALUES * factor / step) + offset.astype(np.float32)
                 if not np.array_equal(quantized, UINT8_VALUES):
                     continue
                 _read_instead(graph, quantize.output[0], cast.input[0])
